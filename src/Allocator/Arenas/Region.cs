@@ -1,0 +1,118 @@
+using Paging.Interop;
+using Paging.Pages;
+
+namespace Paging;
+
+/// <summary>
+/// A reserved range of virtual memory whose pages are produced on first touch by its store. Read and write it like
+/// any memory (<see cref="Pointer"/>, <see cref="AsSpan"/>); the touching thread waits while the pager fills the page.
+/// </summary>
+public sealed unsafe class Region : IDisposable
+{
+    private readonly PagingRuntime _runtime;
+    private readonly Mapping _user;
+    private readonly FileDescriptor? _memfd;
+    private readonly RegionControlBlock _control;
+    private readonly FileDescriptor _controlFd;
+    private int _disposed;
+
+    internal Region(PagingRuntime runtime, ulong id, ArenaKind arena, int pageSize, Mapping user, FileDescriptor? memfd,
+        RegionControlBlock control, FileDescriptor controlFd, PageStoreDescriptor store)
+    {
+        _runtime = runtime;
+        Id = id;
+        Arena = arena;
+        PageSize = pageSize;
+        _user = user;
+        _memfd = memfd;
+        _control = control;
+        _controlFd = controlFd;
+        Store = store;
+    }
+
+    internal ulong Id { get; }
+
+    /// <summary>The arena kind.</summary>
+    public ArenaKind Arena { get; }
+
+    /// <summary>The page size: the unit of every fault and fill.</summary>
+    public int PageSize { get; }
+
+    /// <summary>Length in bytes.</summary>
+    public long Length => _user.Length;
+
+    /// <summary>The store the pages come from.</summary>
+    public PageStoreDescriptor Store { get; }
+
+    internal string StoreKind => Store.Kind;
+
+    /// <summary>The first byte. Valid until <see cref="Dispose"/>; touching it afterwards is a segmentation fault.</summary>
+    public nint Address
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            return _user.Address;
+        }
+    }
+
+    internal nint UserAddress => _user.Address;
+
+    /// <summary>The first byte as a pointer (see <see cref="Address"/>).</summary>
+    public byte* Pointer => (byte*)Address;
+
+    /// <summary>A span over [offset, offset+length).</summary>
+    public Span<byte> AsSpan(long offset, int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (offset + length > Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), $"[{offset}, {offset + length}) is outside the region's {Length} bytes");
+        }
+        return new Span<byte>(Pointer + offset, length);
+    }
+
+    /// <summary>The fds the pager needs: the control block, and the memfd for shmem/hugetlbfs.</summary>
+    internal int[] FdsForPager => _memfd is null ? [_controlFd.Fd] : [_controlFd.Fd, _memfd.Fd];
+
+    /// <summary>The region's counters (the pager keeps them in shared memory).</summary>
+    public RegionStatistics Statistics => new(
+        ReadStat(RegionStat.MissingFaults), ReadStat(RegionStat.MinorFaults), ReadStat(RegionStat.Messages), ReadStat(RegionStat.Batches),
+        ReadStat(RegionStat.PagesFilled), ReadStat(RegionStat.ZeroPagesFilled), ReadStat(RegionStat.BytesRead), ReadStat(RegionStat.Resolutions),
+        ReadStat(RegionStat.AlreadyPresent), ReadStat(RegionStat.Retries), ReadStat(RegionStat.Errors), ReadStat(RegionStat.Poisoned),
+        ReadStat(RegionStat.Recoveries));
+
+    /// <summary>How many of the pages in [firstPage, firstPage+count) the pager has filled.</summary>
+    public long CountFilledPages(long firstPage, long count)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(firstPage);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(firstPage + count, _control.PageCount);
+        return _control.CountFilled(firstPage, count);
+    }
+
+    internal long ReadStat(RegionStat stat) => _disposed != 0 ? 0 : _control.Read(stat);
+
+    internal void CopyLatency(Span<long> destination)
+    {
+        if (_disposed == 0)
+        {
+            _control.CopyLatency(destination);
+        }
+    }
+
+    /// <summary>Unregisters the range (waking any waiting thread), tells the pagers, and unmaps it.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        _runtime.RemoveRegion(this);
+        _user.Dispose();
+        _memfd?.Dispose();
+        _control.Dispose();
+        _controlFd.Dispose();
+    }
+}

@@ -1,0 +1,194 @@
+using System.Diagnostics;
+using Paging.Interop;
+
+namespace Paging.Faults;
+
+/// <summary>The application's handle on one pager child: the process, its pidfd and the socket to it.</summary>
+internal sealed unsafe class PagerProcess : IDisposable
+{
+    private const long SysPidfdSendSignal = 424;
+    private readonly byte[] _buffer = new byte[PagerProtocol.MaxMessage];
+    private ulong _nextRequest;
+
+    private PagerProcess(Process process, FileDescriptor pidfd, PagerChannel channel, PagerProtocol.Role role)
+    {
+        Process = process;
+        Pid = process.Id;
+        Pidfd = pidfd;
+        Channel = channel;
+        Role = role;
+    }
+
+    public Process Process { get; }
+    public int Pid { get; }
+    public FileDescriptor Pidfd { get; }
+    public PagerChannel Channel { get; }
+    public PagerProtocol.Role Role { get; set; }
+
+    /// <summary>True once the standby was sent every region and the active pager's pidfd to watch.</summary>
+    public bool Armed { get; set; }
+
+    /// <summary>True when the process has exited (its pidfd is readable).</summary>
+    public bool HasExited
+    {
+        get
+        {
+            var p = new Libc.PollFd { Fd = Pidfd.Fd, Events = Libc.POLLIN };
+            return Libc.Poll(&p, 1, 0) != 0;
+        }
+    }
+
+    /// <summary>Starts a pager, hands it the uffd and waits for its answer.</summary>
+    public static PagerProcess Start(PagerLaunch launch, Userfaultfd uffd, PagerProtocol.Role role, TimeSpan timeout)
+    {
+        var (mine, theirs) = PagerChannel.CreatePair();
+        var channel = new PagerChannel(mine);
+        Process? process = null;
+        FileDescriptor? pidfd = null;
+        try
+        {
+            // The child needs its end without CLOEXEC. Duplicate it just for the spawn and close the copy right after.
+            int inheritable = Libc.Fcntl(theirs.Fd, Libc.F_DUPFD, 3);
+            if (inheritable < 0)
+            {
+                throw Libc.Error("fcntl(F_DUPFD) of the pager socket");
+            }
+            try
+            {
+                var psi = new ProcessStartInfo(launch.FileName) { UseShellExecute = false };
+                foreach (var a in launch.PrefixArguments)
+                {
+                    psi.ArgumentList.Add(a);
+                }
+                psi.ArgumentList.Add("--fd");
+                psi.ArgumentList.Add(inheritable.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                psi.ArgumentList.Add("--app-pid");
+                psi.ArgumentList.Add(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                // The pager is a latency-sensitive server with a small heap: no background GC thread competing
+                // with the fault thread on 2 vCPUs.
+                psi.Environment["DOTNET_gcConcurrent"] = "0";
+                psi.Environment["DOTNET_TieredPGO"] = "0";
+                process = Process.Start(psi) ?? throw new PagerException($"could not start the pager '{launch}'");
+            }
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                throw new PagerException($"could not start the pager '{launch}': {e.Message}", e);
+            }
+            finally
+            {
+                Libc.Close(inheritable);
+                theirs.Dispose();
+            }
+            pidfd = FileDescriptor.OpenPidfd(process.Id);
+            var pager = new PagerProcess(process, pidfd, channel, role);
+            Span<byte> hello = stackalloc byte[64];
+            var w = new ProtocolWriter(hello, PagerProtocol.MessageType.Hello, 0);
+            w.U32((uint)role);
+            w.U64((ulong)uffd.Features);
+            pager.Request(w.Written, [uffd.Fd], timeout, "start");
+            return pager;
+        }
+        catch
+        {
+            if (process is not null)
+            {
+                try { process.Kill(); } catch (InvalidOperationException) { }
+                process.Dispose();
+            }
+            pidfd?.Dispose();
+            channel.Dispose();
+            throw;
+        }
+    }
+
+    public ulong NextRequestId() => ++_nextRequest;
+
+    public byte[] Scratch => _buffer;
+
+    /// <summary>Sends one request and waits for its reply; throws <see cref="PagerException"/> when the pager
+    /// refuses it, exits, or does not answer within <paramref name="timeout"/>.</summary>
+    public void Request(ReadOnlySpan<byte> message, ReadOnlySpan<int> fds, TimeSpan timeout, string what)
+    {
+        Channel.Send(message, fds);
+        Span<int> received = stackalloc int[PagerProtocol.MaxFds];
+        int n = Channel.Receive(_buffer, received, out int count, (int)timeout.TotalMilliseconds, Pidfd.Fd);
+        for (int i = 0; i < count; i++)
+        {
+            Libc.Close(received[i]);
+        }
+        if (n == -1)
+        {
+            throw new PagerException($"the pager (pid {Pid}) did not answer '{what}' within {timeout.TotalSeconds:0.#} s");
+        }
+        if (n == 0 || n == -2)
+        {
+            string exit = Process.WaitForExit(2000) ? $"exit code {Process.ExitCode}" : "still running";
+            throw new PagerException($"the pager (pid {Pid}) went away during '{what}' ({exit}); its stderr says why");
+        }
+        var reader = new ProtocolReader(_buffer.AsSpan(0, n));
+        int status = reader.I32();
+        string text = reader.Str();
+        if (status != 0)
+        {
+            throw new PagerException($"the pager refused '{what}': {text}");
+        }
+    }
+
+    /// <summary>SIGKILL through the pidfd (no pid-reuse race).</summary>
+    public void Kill() => _ = Libc.Syscall4(SysPidfdSendSignal, Pidfd.Fd, Libc.SIGKILL, 0, 0);
+
+    public void Dispose()
+    {
+        Channel.Dispose();
+        if (!Process.WaitForExit(2000))
+        {
+            Kill();
+            Process.WaitForExit(2000);
+        }
+        Pidfd.Dispose();
+        Process.Dispose();
+    }
+}
+
+/// <summary>How to start the pager: the file to execute and the arguments before ours.</summary>
+internal sealed record PagerLaunch(string FileName, IReadOnlyList<string> PrefixArguments)
+{
+    public override string ToString() => string.Join(' ', [FileName, .. PrefixArguments]);
+
+    /// <summary>Finds the pager: an explicit path, the PAGING_PAGER environment variable, or Paging.Pager.dll next to
+    /// the application. A .dll runs under the same dotnet host that runs this process.</summary>
+    public static PagerLaunch Resolve(string? explicitPath)
+    {
+        string path = explicitPath ?? Environment.GetEnvironmentVariable("PAGING_PAGER") ?? Path.Combine(AppContext.BaseDirectory, "Paging.Pager.dll");
+        if (!File.Exists(path))
+        {
+            throw new PagerException($"the pager executable was not found at '{path}': reference the Paging.Pager project or package " +
+                "(it is copied next to the application), set PagingRuntimeOptions.PagerPath, or set PAGING_PAGER");
+        }
+        if (!path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase))
+        {
+            return new PagerLaunch(path, []);
+        }
+        return new PagerLaunch(DotnetHost(), [path]);
+    }
+
+    private static string DotnetHost()
+    {
+        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { } hostPath && File.Exists(hostPath))
+        {
+            return hostPath;
+        }
+        // .../shared/Microsoft.NETCore.App/<version>/ -> the dotnet root holding the muxer.
+        var runtimeDir = System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory();
+        var candidate = Path.GetFullPath(Path.Combine(runtimeDir, "..", "..", "..", "dotnet"));
+        if (File.Exists(candidate))
+        {
+            return candidate;
+        }
+        if (Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet")
+        {
+            return self;
+        }
+        return "dotnet";
+    }
+}

@@ -1,0 +1,44 @@
+using Paging.Interop;
+using Paging.Pages;
+
+namespace Paging.Faults;
+
+/// <summary>The pager's view of one region: where it lives in the application, the staging mapping of its memfd
+/// (shmem / hugetlbfs), its control block and its store.</summary>
+internal sealed unsafe class ServedRegion : IDisposable
+{
+    public ServedRegion(ulong id, ArenaKind kind, ulong start, ulong length, int pageSize, RegionControlBlock control,
+        Mapping? staging, IPageStore store, string storeName)
+    {
+        Id = id;
+        Kind = kind;
+        Start = start;
+        Length = length;
+        End = start + length;
+        PageSize = pageSize;
+        PageShift = System.Numerics.BitOperations.Log2((uint)pageSize);
+        Control = control;
+        Staging = staging;
+        Store = store;
+        StoreName = storeName;
+    }
+
+    public ulong Id { get; }
+    public ArenaKind Kind { get; }
+    public ulong Start { get; }
+    public ulong Length { get; }
+    public ulong End { get; }
+    public int PageSize { get; }
+    public int PageShift { get; }
+    public RegionControlBlock Control { get; }
+    public Mapping? Staging { get; }
+    public IPageStore Store { get; }
+    public string StoreName { get; }
+
+    public void Dispose()
+    {
+        Store.Dispose();
+        Staging?.Dispose();
+        Control.Dispose();
+    }
+}

@@ -1,0 +1,35 @@
+using System.Runtime.InteropServices;
+
+namespace Paging.Interop;
+
+internal static unsafe partial class Libc
+{
+    internal const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000;
+
+    [LibraryImport(Name, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int Open(string path, int flags, int mode);
+
+    [LibraryImport(Name, EntryPoint = "close", SetLastError = true)]
+    internal static partial int Close(int fd);
+
+    [LibraryImport(Name, EntryPoint = "read", SetLastError = true)]
+    internal static partial nint Read(int fd, void* buffer, nuint count);
+
+    [LibraryImport(Name, EntryPoint = "write", SetLastError = true)]
+    internal static partial nint Write(int fd, void* buffer, nuint count);
+
+    [LibraryImport(Name, EntryPoint = "pread", SetLastError = true)]
+    internal static partial nint Pread(int fd, void* buffer, nuint count, long offset);
+
+    [LibraryImport(Name, EntryPoint = "pwrite", SetLastError = true)]
+    internal static partial nint Pwrite(int fd, void* buffer, nuint count, long offset);
+
+    [LibraryImport(Name, EntryPoint = "fstat", SetLastError = true)]
+    internal static partial int Fstat(int fd, void* statBuffer);
+
+    /// <summary>Size of a file descriptor's file through lseek(SEEK_END), which needs no struct stat layout.</summary>
+    [LibraryImport(Name, EntryPoint = "lseek", SetLastError = true)]
+    internal static partial long Lseek(int fd, long offset, int whence);
+
+    internal const int SEEK_SET = 0, SEEK_END = 2;
+}

@@ -1,0 +1,24 @@
+using System.Runtime.InteropServices;
+
+namespace Paging.Interop;
+
+internal static unsafe partial class Libc
+{
+    internal const long SysPidfdOpen = 434;
+    internal const int SIGKILL = 9;
+
+    [LibraryImport(Name, EntryPoint = "kill", SetLastError = true)]
+    internal static partial int Kill(int pid, int signal);
+
+    [LibraryImport(Name, EntryPoint = "getpid")]
+    internal static partial int Getpid();
+
+    [LibraryImport(Name, EntryPoint = "sched_getcpu")]
+    internal static partial int SchedGetcpu();
+}
+
+internal static unsafe partial class Libc
+{
+    [LibraryImport(Name, EntryPoint = "syscall", SetLastError = true)]
+    internal static partial long Syscall4(long number, long arg1, long arg2, long arg3, long arg4);
+}

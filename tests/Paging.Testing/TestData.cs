@@ -1,0 +1,72 @@
+using System.Buffers.Binary;
+
+namespace Paging.Testing;
+
+/// <summary>Deterministic file contents: every 8-byte word encodes its own file offset and a seed, so any misplaced,
+/// stale or zeroed page is detected by position.</summary>
+public static class TestData
+{
+    public static ulong WordAt(long offset, ulong seed) => ((ulong)offset * 0x9E3779B97F4A7C15UL) ^ seed ^ 0xA5A5_0000_0000_5A5AUL;
+
+    public static void Fill(Span<byte> destination, long fileOffset, ulong seed)
+    {
+        for (int i = 0; i + 8 <= destination.Length; i += 8)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(destination[i..], WordAt(fileOffset + i, seed));
+        }
+    }
+
+    /// <summary>Creates a file of <paramref name="length"/> bytes (a multiple of 8) in a temp folder.</summary>
+    public static TempFile CreateFile(long length, ulong seed = 1)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"paging-test-{Environment.ProcessId}-{Guid.NewGuid():N}.bin");
+        using (var fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+        {
+            var buffer = new byte[1 << 20];
+            for (long off = 0; off < length; off += buffer.Length)
+            {
+                int n = (int)Math.Min(buffer.Length, length - off);
+                Fill(buffer.AsSpan(0, n), off, seed);
+                fs.Write(buffer, 0, n);
+            }
+        }
+        return new TempFile(path, length, seed);
+    }
+
+    /// <summary>Returns the offset of the first byte in <paramref name="actual"/> that differs from the file's
+    /// content at <paramref name="fileOffset"/> (bytes at or past <paramref name="fileLength"/> must be zero), or -1.</summary>
+    public static long FirstMismatch(ReadOnlySpan<byte> actual, long fileOffset, long fileLength, ulong seed)
+    {
+        Span<byte> word = stackalloc byte[8];
+        for (int i = 0; i < actual.Length; i += 8)
+        {
+            long at = fileOffset + i;
+            if (at >= fileLength)
+            {
+                word.Clear();
+            }
+            else
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(word, WordAt(at, seed));
+            }
+            int n = Math.Min(8, actual.Length - i);
+            if (!actual.Slice(i, n).SequenceEqual(word[..n]))
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+}
+
+public sealed class TempFile(string path, long length, ulong seed) : IDisposable
+{
+    public string Path { get; } = path;
+    public long Length { get; } = length;
+    public ulong Seed { get; } = seed;
+
+    public void Dispose()
+    {
+        try { File.Delete(Path); } catch (IOException) { }
+    }
+}
