@@ -10,9 +10,11 @@ public static class TestData
 
     public static void Fill(Span<byte> destination, long fileOffset, ulong seed)
     {
-        for (int i = 0; i + 8 <= destination.Length; i += 8)
+        Span<byte> word = stackalloc byte[8];
+        for (int i = 0; i < destination.Length; i += 8)
         {
-            BinaryPrimitives.WriteUInt64LittleEndian(destination[i..], WordAt(fileOffset + i, seed));
+            BinaryPrimitives.WriteUInt64LittleEndian(word, WordAt(fileOffset + i, seed));
+            word[..Math.Min(8, destination.Length - i)].CopyTo(destination[i..]);
         }
     }
 
@@ -41,13 +43,11 @@ public static class TestData
         for (int i = 0; i < actual.Length; i += 8)
         {
             long at = fileOffset + i;
-            if (at >= fileLength)
+            BinaryPrimitives.WriteUInt64LittleEndian(word, WordAt(at, seed));
+            if (at + 8 > fileLength)
             {
-                word.Clear();
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt64LittleEndian(word, WordAt(at, seed));
+                // Bytes at or past end-of-file read as zeros (a word may straddle it).
+                word[(int)Math.Clamp(fileLength - at, 0, 8)..].Clear();
             }
             int n = Math.Min(8, actual.Length - i);
             if (!actual.Slice(i, n).SequenceEqual(word[..n]))

@@ -5,7 +5,7 @@ public sealed class UffdCapabilities
 {
     private static readonly Lazy<UffdCapabilities> s_current = new(() => new UffdCapabilities(Faults.Userfaultfd.Probe()));
 
-    private UffdCapabilities(UffdFeatures features) => Features = features;
+    internal UffdCapabilities(UffdFeatures features) => Features = features;
 
     /// <summary>Probes this kernel (creates and closes a userfaultfd). Throws <see cref="PagingSystemException"/>
     /// when userfaultfd cannot be created at all, with the reason and what to do.</summary>

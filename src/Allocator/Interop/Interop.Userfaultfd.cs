@@ -7,18 +7,18 @@ internal static unsafe partial class Libc
     internal static long SysUserfaultfd => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 282 : 323;
 
     internal const int UFFD_USER_MODE_ONLY = 1;
-    internal const nuint USERFAULTFD_IOC_NEW = 0xAA00;
+    internal const ulong USERFAULTFD_IOC_NEW = 0xAA00;
 
-    internal const nuint UFFDIO_API = 0xC018AA3F;
-    internal const nuint UFFDIO_REGISTER = 0xC020AA00;
-    internal const nuint UFFDIO_UNREGISTER = 0x8010AA01;
-    internal const nuint UFFDIO_WAKE = 0x8010AA02;
-    internal const nuint UFFDIO_COPY = 0xC028AA03;
-    internal const nuint UFFDIO_ZEROPAGE = 0xC020AA04;
-    internal const nuint UFFDIO_MOVE = 0xC028AA05;
-    internal const nuint UFFDIO_WRITEPROTECT = 0xC018AA06;
-    internal const nuint UFFDIO_CONTINUE = 0xC020AA07;
-    internal const nuint UFFDIO_POISON = 0xC020AA08;
+    internal const ulong UFFDIO_API = 0xC018AA3F;
+    internal const ulong UFFDIO_REGISTER = 0xC020AA00;
+    internal const ulong UFFDIO_UNREGISTER = 0x8010AA01;
+    internal const ulong UFFDIO_WAKE = 0x8010AA02;
+    internal const ulong UFFDIO_COPY = 0xC028AA03;
+    internal const ulong UFFDIO_ZEROPAGE = 0xC020AA04;
+    internal const ulong UFFDIO_MOVE = 0xC028AA05;
+    internal const ulong UFFDIO_WRITEPROTECT = 0xC018AA06;
+    internal const ulong UFFDIO_CONTINUE = 0xC020AA07;
+    internal const ulong UFFDIO_POISON = 0xC020AA08;
 
     internal const ulong UFFD_API = 0xAA;
 
@@ -73,8 +73,8 @@ internal static unsafe partial class Libc
     internal static partial long Syscall(long number, long arg1, long arg2);
 
     [LibraryImport(Name, EntryPoint = "ioctl", SetLastError = true)]
-    internal static partial int Ioctl(int fd, nuint request, void* argument);
+    internal static partial int Ioctl(int fd, ulong request, void* argument);
 
     [LibraryImport(Name, EntryPoint = "ioctl", SetLastError = true)]
-    internal static partial int Ioctl(int fd, nuint request, nint argument);
+    internal static partial int Ioctl(int fd, ulong request, nint argument);
 }

@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+using Paging.Testing;
+
+namespace Paging.Allocator.Tests;
+
+/// <summary>One runtime (with a standby pager) shared by the tests that do not kill pagers.</summary>
+public sealed class RuntimeFixture : IDisposable
+{
+    public PagingRuntime Runtime { get; } = PagingRuntime.Start();
+
+    public void Dispose() => Runtime.Dispose();
+}
+
+[CollectionDefinition("runtime")]
+public sealed class RuntimeCollection : ICollectionFixture<RuntimeFixture>;
+
+internal static unsafe partial class Native
+{
+    [LibraryImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(nint address, nuint length, int advice);
+
+    [LibraryImport("libc", EntryPoint = "pwrite", SetLastError = true)]
+    public static partial nint Pwrite(int fd, void* buffer, nuint count, long offset);
+
+    [LibraryImport("libc", EntryPoint = "memfd_create", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int MemfdCreate(string name, uint flags);
+
+    [LibraryImport("libc", EntryPoint = "close")]
+    public static partial int Close(int fd);
+
+    public const int MADV_DONTNEED = 4;
+}
+
+internal static class Run
+{
+    /// <summary>Runs <paramref name="body"/> on its own thread and fails the test if it has not finished in
+    /// <paramref name="limit"/>: a hang is a failure with a message, not a stuck CI run.</summary>
+    public static void Within(TimeSpan limit, Action body, string what)
+    {
+        Exception? error = null;
+        var thread = new Thread(() =>
+        {
+            try { body(); }
+            catch (Exception e) { error = e; }
+        }) { IsBackground = true, Name = what };
+        thread.Start();
+        Assert.True(thread.Join(limit), $"{what} did not finish within {limit.TotalSeconds} s (hang)");
+        if (error is not null)
+        {
+            throw new Xunit.Sdk.XunitException($"{what} failed: {error}");
+        }
+    }
+
+    public static void AssertMatchesFile(ReadOnlySpan<byte> actual, long fileOffset, TempFile file, string what)
+    {
+        long bad = TestData.FirstMismatch(actual, fileOffset, file.Length, file.Seed);
+        Assert.True(bad < 0, $"{what}: first wrong byte at +{bad} (file offset {fileOffset + bad})");
+    }
+
+    public static long RssKiB(int pid = 0)
+    {
+        foreach (var line in File.ReadLines(pid == 0 ? "/proc/self/status" : $"/proc/{pid}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                return long.Parse(line[6..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+        return -1;
+    }
+}
