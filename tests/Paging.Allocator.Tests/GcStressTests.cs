@@ -1,0 +1,70 @@
+using System.Runtime.CompilerServices;
+using Paging.Testing;
+
+namespace Paging.Allocator.Tests;
+
+/// <summary>
+/// The constraint the whole design rests on: a thread blocked in a fault at a non-interruptible point (a load in a
+/// small non-inlined method) cannot be suspended by the GC. With faults served by the pager process, GCs wait at most
+/// for the pager. Two readers go through a NoInlining accessor while a third thread collects every 5 ms.
+/// PAGING_SOAK_SECONDS runs it longer (default 20 s).
+/// </summary>
+public sealed unsafe class GcStressTests
+{
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ulong ReadWord(byte* p) => *(ulong*)p;
+
+    [Theory]
+    [InlineData(ArenaKind.Shmem)]
+    [InlineData(ArenaKind.Anonymous)]
+    public void ReadersAndCollectionsNeverHang(ArenaKind arena)
+    {
+        int seconds = int.TryParse(Environment.GetEnvironmentVariable("PAGING_SOAK_SECONDS"), out int s) ? s : 20;
+        using var file = TestData.CreateFile(64 << 20, seed: 11);
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path) });
+        long pages = region.Length / 4096;
+        long reads = 0, collections = 0, wrong = 0;
+        var stop = DateTime.UtcNow.AddSeconds(seconds);
+        Run.Within(TimeSpan.FromSeconds(seconds + 60), () =>
+        {
+            var readers = Enumerable.Range(0, 2).Select(t => new Thread(() =>
+            {
+                var rng = new Random(t);
+                while (DateTime.UtcNow < stop)
+                {
+                    // A fresh fault every few reads: drop a random 1 MiB window's mappings (for anonymous memory this
+                    // discards the pages, so they are filled again from the file).
+                    if (rng.Next(64) == 0)
+                    {
+                        long w = rng.NextInt64(64) << 20;
+                        _ = Native.Madvise(region.Address + (nint)w, 1 << 20, Native.MADV_DONTNEED);
+                    }
+                    long off = rng.NextInt64(pages) * 4096 + rng.Next(512) * 8;
+                    if (ReadWord(region.Pointer + off) != TestData.WordAt(off, file.Seed))
+                    {
+                        Interlocked.Increment(ref wrong);
+                    }
+                    Interlocked.Increment(ref reads);
+                }
+            }) { Name = $"reader {t}" }).ToList();
+            var collector = new Thread(() =>
+            {
+                while (DateTime.UtcNow < stop)
+                {
+                    GC.Collect();
+                    Interlocked.Increment(ref collections);
+                    Thread.Sleep(5); // the cadence: a collection every 5 ms
+                }
+            }) { Name = "collector" };
+            readers.ForEach(r => r.Start());
+            collector.Start();
+            readers.ForEach(r => r.Join());
+            collector.Join();
+        }, "GC stress");
+        Assert.Equal(0, wrong);
+        Assert.True(collections > seconds * 20, $"only {collections} collections ran");
+        Assert.True(region.Statistics.Faults > 1000, $"only {region.Statistics.Faults} faults: the test did not exercise the pager");
+        Assert.Equal(0, region.Statistics.Errors);
+    }
+}
