@@ -70,3 +70,25 @@ public sealed class TempFile(string path, long length, ulong seed) : IDisposable
         try { File.Delete(Path); } catch (IOException) { }
     }
 }
+
+/// <summary>Stores over known content, for the contract suite.</summary>
+public static class TestStores
+{
+    /// <summary>A file store over <paramref name="file"/> starting at <paramref name="sliceOffset"/>, and the byte
+    /// expected at each store offset.</summary>
+    public static IPageStore FileSlice(TempFile file, long sliceOffset, bool writable, out Func<long, byte> expected)
+    {
+        expected = offset =>
+        {
+            long at = offset + sliceOffset;
+            if (at >= file.Length)
+            {
+                return 0;
+            }
+            Span<byte> word = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(word, TestData.WordAt(at & ~7L, file.Seed));
+            return word[(int)(at & 7)];
+        };
+        return new Paging.Backends.FilePageStore(file.Path, sliceOffset, writable);
+    }
+}

@@ -1,0 +1,90 @@
+using Paging.Testing;
+
+namespace Paging.Backends.Tests;
+
+public sealed class ZeroStoreContract : PageStoreContract
+{
+    protected override bool SupportsWrite => false;
+
+    protected override IPageStore CreateStore(bool writable, out Func<long, byte> expected)
+    {
+        expected = _ => 0;
+        return new ZeroPageStore(ContentLength);
+    }
+}
+
+/// <summary>A slice starting 8 KiB into the file: store offset 0 is file offset 8192.</summary>
+public sealed class FileStoreContract : PageStoreContract, IDisposable
+{
+    private readonly TempFile _file = TestData.CreateFile(ContentLength + 8192, seed: 9);
+
+    protected override IPageStore CreateStore(bool writable, out Func<long, byte> expected) =>
+        TestStores.FileSlice(_file, 8192, writable, out expected);
+
+    public void Dispose() => _file.Dispose();
+}
+
+/// <summary>The fault-injecting wrapper keeps the contract when it injects nothing.</summary>
+public sealed class FaultInjectingStoreContract : PageStoreContract, IDisposable
+{
+    private readonly TempFile _file = TestData.CreateFile(ContentLength + 8192, seed: 10);
+
+    protected override IPageStore CreateStore(bool writable, out Func<long, byte> expected) =>
+        new FaultInjectingPageStore(TestStores.FileSlice(_file, 8192, writable, out expected), failOffset: -1, failTimes: 0, PageStoreError.Io);
+
+    public void Dispose() => _file.Dispose();
+}
+
+public sealed class FileStoreTests
+{
+    [Fact]
+    public void AMissingFileIsAConfigurationError()
+    {
+        var e = Assert.Throws<PageStoreException>(() => new FilePageStore("/nonexistent/x.bin", 0, false));
+        Assert.Equal(PageStoreError.Configuration, e.Error);
+        Assert.Contains("/nonexistent/x.bin", e.Message);
+    }
+
+    [Fact]
+    public void TheFactoryValidatesItsSettings()
+    {
+        using var file = TestData.CreateFile(8192);
+        var registry = BuiltInPageStores.CreateRegistry();
+        PageStoreException Create(Dictionary<string, string> settings) => Assert.Throws<PageStoreException>(() =>
+            registry.Create(new PageStoreContext(new PageStoreDescriptor("file", settings), 1 << 20, 4096)));
+        Assert.Contains("'path'", Create([]).Message);
+        Assert.Contains("not a multiple", Create(new() { ["path"] = file.Path, ["offset"] = "100" }).Message);
+        Assert.Contains("non-negative", Create(new() { ["path"] = file.Path, ["offset"] = "-4096" }).Message);
+        Assert.Contains("non-negative", Create(new() { ["path"] = file.Path, ["offset"] = "abc" }).Message);
+        var unknown = Assert.Throws<PageStoreException>(() => registry.Create(new PageStoreContext(new PageStoreDescriptor("nfs"), 4096, 4096)));
+        Assert.Contains("zero", unknown.Message);
+    }
+
+    [Fact]
+    public void AReadWhollyPastEndOfFileIsAZeroPage()
+    {
+        using var file = TestData.CreateFile(4096);
+        using var store = new FilePageStore(file.Path, 0, false);
+        var buffer = new byte[4096];
+        Array.Fill(buffer, (byte)1);
+        Assert.Equal(PageReadStatus.Zero, store.Read(4096, buffer));
+        Assert.Equal(PageReadStatus.Data, store.Read(0, buffer));
+        Assert.Equal(4096, store.Length);
+    }
+}
+
+public sealed class FaultInjectionTests
+{
+    [Fact]
+    public void FailsAsConfiguredThenRecovers()
+    {
+        using var store = new FaultInjectingPageStore(new ZeroPageStore(1 << 20), failOffset: 8192, failTimes: 2, PageStoreError.Io);
+        var buffer = new byte[4096];
+        Assert.Equal(PageReadStatus.Zero, store.Read(0, buffer));
+        var e = Assert.Throws<PageStoreException>(() => store.Read(8192, buffer));
+        Assert.True(e.IsTransient);
+        Assert.Throws<PageStoreException>(() => store.Read(4096, new byte[8192]));
+        Assert.Equal(PageReadStatus.Zero, store.Read(8192, buffer));
+        Assert.Equal(2, store.Failures);
+    }
+}

@@ -1,0 +1,95 @@
+using Xunit;
+
+namespace Paging.Testing;
+
+/// <summary>
+/// The contract every <see cref="IPageStore"/> keeps; each store's test class derives from this and says how to build
+/// the store over a known content. Checks: exact bytes at any page-aligned offset and size, zeros past the end
+/// (reported as <see cref="PageReadStatus.Zero"/> or written as zeros), explicit errors for bad offsets and for writes
+/// to a read-only store, and write-back round trips where writes are supported.
+/// </summary>
+public abstract class PageStoreContract
+{
+    /// <summary>Content length the tests use: 1 MiB + 3 KiB, so the last page is partial.</summary>
+    protected const long ContentLength = (1 << 20) + 3072;
+
+    /// <summary>Builds the store. <paramref name="expected"/> gives the byte at a store offset (0 past the end).</summary>
+    protected abstract IPageStore CreateStore(bool writable, out Func<long, byte> expected);
+
+    protected virtual bool SupportsWrite => true;
+
+    private static void AssertRead(IPageStore store, Func<long, byte> expected, long offset, int length)
+    {
+        var buffer = new byte[length];
+        Array.Fill(buffer, (byte)0xCD);
+        var status = store.Read(offset, buffer);
+        for (int i = 0; i < length; i++)
+        {
+            byte want = expected(offset + i);
+            byte got = status == PageReadStatus.Zero ? (byte)0 : buffer[i];
+            if (got != want)
+            {
+                Assert.Fail($"byte {offset + i}: expected {want}, got {got} (status {status})");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(0, 4096)]
+    [InlineData(4096 * 5, 4096)]
+    [InlineData(65536, 65536)]
+    [InlineData(1 << 20, 4096)] // the partial last page
+    [InlineData(0, (1 << 20) + 8192)] // across the end
+    public void ReadsReturnTheContent(long offset, int length)
+    {
+        using var store = CreateStore(false, out var expected);
+        AssertRead(store, expected, offset, length);
+    }
+
+    [Fact]
+    public void ReadsPastTheEndAreZero()
+    {
+        using var store = CreateStore(false, out var expected);
+        AssertRead(store, expected, 64L << 20, 8192);
+    }
+
+    [Fact]
+    public void ANegativeOffsetIsRejected()
+    {
+        using var store = CreateStore(false, out _);
+        Assert.Throws<ArgumentOutOfRangeException>(() => store.Read(-4096, new byte[4096]));
+    }
+
+    [Fact]
+    public void WritesToAReadOnlyStoreFailWithReadOnly()
+    {
+        using var store = CreateStore(false, out _);
+        Assert.False(store.CanWrite);
+        var e = Assert.Throws<PageStoreException>(() => store.Write(0, new byte[4096]));
+        Assert.Equal(PageStoreError.ReadOnly, e.Error);
+        Assert.False(e.IsTransient);
+    }
+
+    [Fact]
+    public void WritesRoundTrip()
+    {
+        if (!SupportsWrite)
+        {
+            using var ro = CreateStore(true, out _);
+            Assert.Throws<PageStoreException>(() => ro.Write(0, new byte[4096]));
+            return;
+        }
+        using var store = CreateStore(true, out var expected);
+        Assert.True(store.CanWrite);
+        var page = new byte[4096];
+        Array.Fill(page, (byte)0x42);
+        store.Write(8192, page);
+        var back = new byte[3 * 4096];
+        Assert.Equal(PageReadStatus.Data, store.Read(4096, back));
+        for (int i = 0; i < back.Length; i++)
+        {
+            byte want = i is >= 4096 and < 8192 ? (byte)0x42 : expected(4096 + i);
+            Assert.True(back[i] == want, $"byte {4096 + i}: expected {want}, got {back[i]}");
+        }
+    }
+}
