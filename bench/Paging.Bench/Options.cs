@@ -1,0 +1,88 @@
+namespace Paging.Bench;
+
+/// <summary>Command-line options of the harness.</summary>
+internal sealed class Options
+{
+    public List<ArenaKind> Arenas { get; } = [ArenaKind.Anonymous, ArenaKind.Shmem, ArenaKind.HugeTlb];
+    public List<string> Backends { get; } = ["zero", "file"];
+    public List<string> Patterns { get; } = ["seq", "random"];
+    public long FileSize { get; set; } = 1L << 30;
+    public int Pages { get; set; } = 65536;
+    public int Threads { get; set; } = 1;
+    public bool Json { get; set; }
+    public bool Baselines { get; set; } = true;
+    public string? File { get; set; }
+
+    public const string Usage = """
+        Paging.Bench — the paging benchmark harness. With no arguments: a 1 GiB data file in a temp folder, every
+        arena (anonymous, shmem, hugetlb) x backend (zero, file) x pattern (seq, random), 65536 4 KiB touches each,
+        plus kernel baselines (mmap of the file, pread, anonymous first touch) in the same run.
+
+          --arena a,b        anonymous | shmem | hugetlb (default: all)
+          --backend a,b      zero | file (default: both)
+          --pattern a,b      seq | random | refault (seq after dropping the mappings: pure MINOR faults, shmem only)
+          --pages N          4 KiB touches per scenario (default 65536)
+          --threads N        touching threads (default 1)
+          --size BYTES       data file size (default 1073741824; suffixes K, M, G)
+          --file PATH        use this file instead of generating one
+          --no-baselines     skip the kernel baselines
+          --json             one JSON object per scenario on stdout (progress goes to stderr)
+        """;
+
+    public static Options Parse(string[] args)
+    {
+        var o = new Options();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--arena":
+                    o.Arenas.Clear();
+                    o.Arenas.AddRange(Next().Split(',').Select(ParseArena));
+                    break;
+                case "--backend":
+                    o.Backends.Clear();
+                    o.Backends.AddRange(Next().Split(',').Select(b => b is "zero" or "file" ? b : throw new ArgumentException($"unknown backend '{b}' (zero, file)")));
+                    break;
+                case "--pattern":
+                    o.Patterns.Clear();
+                    o.Patterns.AddRange(Next().Split(',').Select(p => p is "seq" or "random" or "refault" ? p : throw new ArgumentException($"unknown pattern '{p}' (seq, random, refault)")));
+                    break;
+                case "--pages": o.Pages = Positive(Next(), "--pages"); break;
+                case "--threads": o.Threads = Positive(Next(), "--threads"); break;
+                case "--size": o.FileSize = ParseSize(Next()); break;
+                case "--file": o.File = Next(); break;
+                case "--no-baselines": o.Baselines = false; break;
+                case "--json": o.Json = true; break;
+                case "-h" or "--help": throw new HelpRequested();
+                default: throw new ArgumentException($"unknown argument '{args[i]}'");
+            }
+        }
+        if (o.FileSize % 4096 != 0 || o.FileSize < 4096)
+        {
+            throw new ArgumentException("--size must be a positive multiple of 4096");
+        }
+        return o;
+    }
+
+    private static ArenaKind ParseArena(string s) => s switch
+    {
+        "anonymous" or "anon" => ArenaKind.Anonymous,
+        "shmem" => ArenaKind.Shmem,
+        "hugetlb" => ArenaKind.HugeTlb,
+        _ => throw new ArgumentException($"unknown arena '{s}' (anonymous, shmem, hugetlb)"),
+    };
+
+    private static int Positive(string s, string name) =>
+        int.TryParse(s, out int v) && v > 0 ? v : throw new ArgumentException($"{name} must be a positive integer, not '{s}'");
+
+    private static long ParseSize(string s)
+    {
+        long mult = char.ToUpperInvariant(s[^1]) switch { 'K' => 1L << 10, 'M' => 1L << 20, 'G' => 1L << 30, _ => 1 };
+        var digits = mult == 1 ? s : s[..^1];
+        return long.TryParse(digits, out long v) && v > 0 ? v * mult : throw new ArgumentException($"bad size '{s}'");
+    }
+}
+
+internal sealed class HelpRequested : Exception;

@@ -1,0 +1,361 @@
+using System.Text.Json;
+using Paging.Interop;
+using Spectre.Console;
+
+namespace Paging.Bench;
+
+internal static unsafe class Program
+{
+    private static int Main(string[] args)
+    {
+        Options options;
+        try
+        {
+            options = Options.Parse(args);
+        }
+        catch (HelpRequested)
+        {
+            Console.WriteLine(Options.Usage);
+            return 0;
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}\n\n{Options.Usage}");
+            return 2;
+        }
+        var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        try
+        {
+            return new Harness(options, err).Run();
+        }
+        catch (PagingException e)
+        {
+            err.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return 1;
+        }
+    }
+}
+
+internal sealed unsafe class Harness(Options options, IAnsiConsole progressConsole)
+{
+    private readonly List<Result> _results = [];
+    private readonly List<string> _notes = [];
+
+    /// <summary>The first word of every page of the generated file: distinct per page, so a wrong page is a wrong sum.</summary>
+    public static ulong PageWord(long offset) => ((ulong)offset * 0x9E3779B97F4A7C15UL) | 1;
+
+    public int Run()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"paging-bench-{Environment.ProcessId}");
+        string path = options.File ?? Path.Combine(dir, "data.bin");
+        bool generated = options.File is null;
+        long fileSize = generated ? options.FileSize : new FileInfo(path).Length & ~4095L;
+        HugePages? huge = null;
+        try
+        {
+            if (generated)
+            {
+                Directory.CreateDirectory(dir);
+                Generate(path, fileSize);
+            }
+            if (options.Arenas.Contains(ArenaKind.HugeTlb))
+            {
+                huge = HugePages.TryReserve((fileSize + (2 << 20) - 1) / (2 << 20), out string? why);
+                if (huge is null)
+                {
+                    options.Arenas.Remove(ArenaKind.HugeTlb);
+                    _notes.Add($"hugetlb skipped: {why}");
+                }
+            }
+            using var runtime = PagingRuntime.Start();
+            int fd = Libc.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                throw Libc.Error($"open({path})");
+            }
+            try
+            {
+                progressConsole.Progress().AutoClear(true).HideCompleted(false)
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                    .Start(ctx => RunAll(ctx, runtime, path, fd, fileSize, generated));
+            }
+            finally
+            {
+                Libc.Close(fd);
+            }
+            Report(fileSize, generated);
+            return 0;
+        }
+        finally
+        {
+            huge?.Dispose();
+            if (generated)
+            {
+                try { Directory.Delete(dir, true); } catch (IOException) { }
+            }
+        }
+    }
+
+    private void RunAll(ProgressContext ctx, PagingRuntime runtime, string path, int fd, long fileSize, bool generated)
+    {
+        foreach (string backend in options.Backends)
+        {
+            foreach (string pattern in options.Patterns)
+            {
+                long[] offsets = Scenarios.Offsets(pattern == "random" ? "random" : "seq", options.Pages, fileSize);
+                var task = ctx.AddTask($"{backend}/{pattern}", maxValue: options.Arenas.Count + (options.Baselines ? 2 : 0));
+                Result? baseline = null;
+                if (options.Baselines)
+                {
+                    baseline = backend == "file"
+                        ? MeasureMmap(fd, fileSize, offsets, pattern, generated)
+                        : MeasureAnonymous(fileSize, offsets, pattern);
+                    _results.Add(baseline);
+                    task.Increment(1);
+                    if (backend == "file" && pattern != "refault")
+                    {
+                        _results.Add(MeasurePread(fd, offsets, pattern, generated));
+                    }
+                    task.Increment(1);
+                }
+                foreach (var arena in options.Arenas)
+                {
+                    if (pattern == "refault" && arena == ArenaKind.Anonymous)
+                    {
+                        task.Increment(1);
+                        continue; // dropping anonymous mappings discards the pages: that is a refill, not a refault
+                    }
+                    var r = MeasurePaging(runtime, arena, backend, path, fileSize, offsets, pattern, generated);
+                    if (baseline is not null)
+                    {
+                        r.Baseline = baseline.Scenario;
+                        r.BaselineNsPerPage = baseline.NsPerPage;
+                    }
+                    _results.Add(r);
+                    task.Increment(1);
+                }
+            }
+        }
+    }
+
+    private Result MeasurePaging(PagingRuntime runtime, ArenaKind arena, string backend, string path, long fileSize, long[] offsets, string pattern, bool generated)
+    {
+        var store = backend == "file" ? PageStoreDescriptor.File(path) : PageStoreDescriptor.Zero();
+        using var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = fileSize, Store = store });
+        var latencies = new long[offsets.Length];
+        if (pattern == "refault")
+        {
+            Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
+            _ = Libc.Madvise(region.Address, (nuint)region.Length, Libc.MADV_DONTNEED);
+        }
+        long faultsBefore = region.Statistics.Faults;
+        var (seconds, sum) = Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
+        long faults = region.Statistics.Faults - faultsBefore;
+        return Make($"paging/{Name(arena)}", Name(arena), backend, pattern, offsets, latencies, seconds, faults, Verify(backend, offsets, sum, generated));
+    }
+
+    private Result MeasureMmap(int fd, long fileSize, long[] offsets, string pattern, bool generated)
+    {
+        nint map = Libc.Mmap(0, (nuint)fileSize, Libc.PROT_READ, Libc.MAP_SHARED, fd, 0);
+        if (map == Libc.MAP_FAILED)
+        {
+            throw Libc.Error("mmap of the data file");
+        }
+        try
+        {
+            var latencies = new long[offsets.Length];
+            if (pattern == "refault")
+            {
+                Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
+                _ = Libc.Madvise(map, (nuint)fileSize, Libc.MADV_DONTNEED);
+            }
+            long before = Scenarios.KernelFaults();
+            var (seconds, sum) = Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
+            return Make("kernel/mmap", "file mmap", "file", pattern, offsets, latencies, seconds, Scenarios.KernelFaults() - before, Verify("file", offsets, sum, generated));
+        }
+        finally
+        {
+            _ = Libc.Munmap(map, (nuint)fileSize);
+        }
+    }
+
+    private Result MeasurePread(int fd, long[] offsets, string pattern, bool generated)
+    {
+        var latencies = new long[offsets.Length];
+        var (seconds, sum) = Scenarios.Pread(fd, offsets, latencies);
+        return Make("kernel/pread", "pread 4K", "file", pattern, offsets, latencies, seconds, 0, Verify("file", offsets, sum, generated));
+    }
+
+    private Result MeasureAnonymous(long length, long[] offsets, string pattern)
+    {
+        nint map = Libc.Mmap(0, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+        if (map == Libc.MAP_FAILED)
+        {
+            throw Libc.Error("mmap of the anonymous baseline");
+        }
+        try
+        {
+            var latencies = new long[offsets.Length];
+            if (pattern == "refault")
+            {
+                Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
+                _ = Libc.Madvise(map, (nuint)length, Libc.MADV_DONTNEED);
+            }
+            long before = Scenarios.KernelFaults();
+            var (seconds, sum) = Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
+            return Make("kernel/anon", "anon first touch", "zero", pattern, offsets, latencies, seconds, Scenarios.KernelFaults() - before, sum == 0);
+        }
+        finally
+        {
+            _ = Libc.Munmap(map, (nuint)length);
+        }
+    }
+
+    private Result Make(string scenario, string arena, string backend, string pattern, long[] offsets, long[] latencies, double seconds, long faults, bool verified)
+    {
+        var (p50, p99) = Scenarios.Percentiles(latencies);
+        return new Result($"{scenario}/{backend}/{pattern}", arena, backend, pattern, offsets.Length, options.Threads, faults, seconds,
+            seconds * 1e9 / offsets.Length, p50, p99, (long)offsets.Length * Scenarios.Page, verified);
+    }
+
+    /// <summary>The sum of the touched words must equal the sum of what the file holds there (zero for the zero store).</summary>
+    private static bool Verify(string backend, long[] offsets, ulong sum, bool generated)
+    {
+        if (backend == "zero")
+        {
+            return sum == 0;
+        }
+        if (!generated)
+        {
+            return true;
+        }
+        ulong expected = 0;
+        foreach (long o in offsets)
+        {
+            expected += PageWord(o);
+        }
+        return expected == sum;
+    }
+
+    private static string Name(ArenaKind arena) => arena switch { ArenaKind.Anonymous => "anonymous", ArenaKind.Shmem => "shmem", _ => "hugetlb" };
+
+    private void Generate(string path, long size)
+    {
+        var buffer = new byte[1 << 20];
+        new Random(1).NextBytes(buffer);
+        using var fs = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 1 << 20);
+        for (long off = 0; off < size; off += buffer.Length)
+        {
+            int n = (int)Math.Min(buffer.Length, size - off);
+            for (int p = 0; p < n; p += Scenarios.Page)
+            {
+                BitConverter.TryWriteBytes(buffer.AsSpan(p, 8), PageWord(off + p));
+            }
+            fs.Write(buffer, 0, n);
+        }
+        fs.Flush(true);
+    }
+
+    private void Report(long fileSize, bool generated)
+    {
+        if (options.Json)
+        {
+            foreach (var r in _results)
+            {
+                using var stream = new MemoryStream();
+                using (var w = new Utf8JsonWriter(stream))
+                {
+                    w.WriteStartObject();
+                    w.WriteString("scenario", r.Scenario);
+                    w.WriteString("arena", r.Arena);
+                    w.WriteString("backend", r.Backend);
+                    w.WriteString("pattern", r.Pattern);
+                    w.WriteNumber("pages", r.Pages);
+                    w.WriteNumber("threads", r.Threads);
+                    w.WriteNumber("faults", r.Faults);
+                    w.WriteNumber("seconds", Math.Round(r.Seconds, 6));
+                    w.WriteNumber("ns_per_page", Math.Round(r.NsPerPage, 1));
+                    w.WriteNumber("p50_ns", Math.Round(r.P50Ns, 1));
+                    w.WriteNumber("p99_ns", Math.Round(r.P99Ns, 1));
+                    w.WriteNumber("gb_per_s", Math.Round(r.GBps, 3));
+                    if (r.Baseline is null) { w.WriteNull("baseline"); } else { w.WriteString("baseline", r.Baseline); }
+                    w.WriteNumber("baseline_ns_per_page", Math.Round(r.BaselineNsPerPage, 1));
+                    w.WriteNumber("ratio", Math.Round(r.Ratio, 3));
+                    w.WriteBoolean("verified", r.Verified);
+                    w.WriteEndObject();
+                }
+                Console.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
+            }
+            foreach (var n in _notes)
+            {
+                Console.Error.WriteLine(n);
+            }
+            return;
+        }
+        var table = new Table().Border(TableBorder.Simple)
+            .Title($"Paging harness: {options.Pages} x 4 KiB touches per scenario over a {fileSize >> 20} MiB {(generated ? "generated, page-cache-hot" : "")} file, {options.Threads} thread(s)");
+        foreach (var c in new[] { "scenario", "pages", "faults", "ns/page", "p50 ns", "p99 ns", "GB/s", "baseline", "ratio", "ok" })
+        {
+            table.AddColumn(new TableColumn(c).RightAligned());
+        }
+        foreach (var r in _results)
+        {
+            table.AddRow(r.Scenario, r.Pages.ToString(), r.Faults.ToString(), r.NsPerPage.ToString("0"), r.P50Ns.ToString("0"), r.P99Ns.ToString("0"),
+                r.GBps.ToString("0.000"), r.Baseline ?? "", r.Ratio > 0 ? r.Ratio.ToString("0.00") + "x" : "", r.Verified ? "yes" : "[red]NO[/]");
+        }
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine("ratio = Paging ns/page / baseline ns/page in this run (lower is better). Latency = one 8-byte load per page, fault included.");
+        foreach (var n in _notes)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[yellow]{n}[/]");
+        }
+    }
+}
+
+/// <summary>Raises vm.nr_hugepages for the run and restores it.</summary>
+internal sealed class HugePages : IDisposable
+{
+    private const string Sysctl = "/proc/sys/vm/nr_hugepages";
+    private readonly string _previous;
+
+    private HugePages(string previous) => _previous = previous;
+
+    public static HugePages? TryReserve(long pages, out string? why)
+    {
+        try
+        {
+            string previous = File.ReadAllText(Sysctl).Trim();
+            long total = long.Parse(previous) + pages;
+            File.WriteAllText(Sysctl, total.ToString());
+            var reservation = new HugePages(previous);
+            long free = FreeHugePages();
+            if (free < pages)
+            {
+                reservation.Dispose();
+                why = $"needed {pages} free 2 MiB pages, the kernel gave {free}";
+                return null;
+            }
+            why = null;
+            return reservation;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            why = $"cannot raise {Sysctl} ({e.Message}): run as root";
+            return null;
+        }
+    }
+
+    private static long FreeHugePages()
+    {
+        foreach (var line in File.ReadLines("/proc/meminfo"))
+        {
+            if (line.StartsWith("HugePages_Free:", StringComparison.Ordinal))
+            {
+                return long.Parse(line["HugePages_Free:".Length..].Trim());
+            }
+        }
+        return 0;
+    }
+
+    public void Dispose() => File.WriteAllText(Sysctl, _previous);
+}
