@@ -292,6 +292,10 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             }
             return;
         }
+        if (Console.IsOutputRedirected)
+        {
+            AnsiConsole.Profile.Width = 200; // a file or pipe has no width: do not wrap the table at 80 columns
+        }
         var table = new Table().Border(TableBorder.Simple)
             .Title($"Paging harness: {options.Pages} x 4 KiB touches per scenario over a {fileSize >> 20} MiB {(generated ? "generated, page-cache-hot" : "")} file, {options.Threads} thread(s)");
         foreach (var c in new[] { "scenario", "pages", "faults", "ns/page", "p50 ns", "p99 ns", "GB/s", "baseline", "ratio", "ok" })

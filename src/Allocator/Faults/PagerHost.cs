@@ -79,7 +79,7 @@ public static class PagerHost
                 }
                 if (pfd[1].Revents != 0)
                 {
-                    logger.LogInformation("application {Pid} exited; pager exits", appPid);
+                    logger.LogDebug("application {Pid} exited; pager exits", appPid);
                     return 0;
                 }
                 if (pfd[2].Revents != 0)
@@ -100,7 +100,7 @@ public static class PagerHost
                 }
                 if (length == 0)
                 {
-                    logger.LogInformation("application closed the pager socket; pager exits");
+                    logger.LogDebug("application closed the pager socket; pager exits");
                     return 0;
                 }
                 Handle(_buffer.AsSpan(0, length), fds[..fdCount]);
@@ -175,7 +175,7 @@ public static class PagerHost
             var features = (UffdFeatures)reader.U64();
             _uffd = new Userfaultfd(Take(owned, 0, "the userfaultfd"), features);
             _faults = new FaultService(_uffd.Fd, features, role == PagerProtocol.Role.Active, logger);
-            logger.LogInformation("pager {Pid} serving application {App} as {Role}", Environment.ProcessId, appPid, role);
+            logger.LogDebug("pager {Pid} serving application {App} as {Role}", Environment.ProcessId, appPid, role);
         }
 
         private void AddRegion(ref ProtocolReader reader, List<FileDescriptor> owned)

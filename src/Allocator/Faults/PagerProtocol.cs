@@ -8,7 +8,7 @@ namespace Paging.Faults;
 /// file descriptors as SCM_RIGHTS. Simple enough for a C or Rust application to speak.
 /// <code>
 /// header   : u32 type, u32 version, u64 request id
-/// Hello    : u32 role (0 active, 1 standby), i32 application pid        fds: [uffd]
+/// Hello    : u32 role (0 active, 1 standby), u64 uffd features           fds: [uffd]
 /// AddRegion: u64 id, u32 arena, u32 page size, u64 address, u64 length,
 ///            str kind, str assembly, str type, u32 n, n × (str key, str value)   fds: [control memfd, data memfd?]
 /// RemoveRegion: u64 id
