@@ -57,6 +57,25 @@ internal static class Run
         Assert.True(bad < 0, $"{what}: first wrong byte at +{bad} (file offset {fileOffset + bad})");
     }
 
+    /// <summary>The Rss of the mapping that starts at <paramref name="address"/>, from /proc/self/smaps.</summary>
+    public static long MappingRssKiB(nint address)
+    {
+        string start = ((long)address).ToString("x", System.Globalization.CultureInfo.InvariantCulture) + "-";
+        bool inside = false;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            if (line.Length > 0 && char.IsAsciiHexDigit(line[0]) && line.Contains('-'))
+            {
+                inside = line.StartsWith(start, StringComparison.Ordinal);
+            }
+            else if (inside && line.StartsWith("Rss:", StringComparison.Ordinal))
+            {
+                return long.Parse(line[4..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+        throw new InvalidOperationException($"no mapping starts at 0x{address:x}");
+    }
+
     public static long RssKiB(int pid = 0)
     {
         foreach (var line in File.ReadLines(pid == 0 ? "/proc/self/status" : $"/proc/{pid}/status"))

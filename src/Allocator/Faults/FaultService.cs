@@ -433,6 +433,12 @@ internal sealed unsafe class FaultService : IDisposable
             Poison(r, first, count);
             return;
         }
+        if (status == PageReadStatus.Data && PageCopy.IsZero(_copyBuffer, (nuint)length, PageCopy.Best))
+        {
+            // All-zero data (sparse files, zero-initialised tensors): map the shared zero page instead of copying
+            // a page of zeros into a new one. The check reads the 4 KiB just written, still in L1: ~60 ns.
+            status = PageReadStatus.Zero;
+        }
         ulong start = r.Start + (ulong)offset;
         ulong remaining = (ulong)length;
         ulong source = (ulong)_copyBuffer;
