@@ -9,7 +9,7 @@ limits=../shared/limits
 out=$(mktemp -d)
 (cd "$limits" && ./run.sh 1 5 -s 4,5) > "$out/limits.txt"
 dotnet run -c Release --project bench/Paging.Bench -- --arena anonymous,shmem --backend zero,file \
-    --pattern seq,refault --pages "$pages" --no-baselines --json > "$out/paging.jsonl"
+    --pattern seq,refault --readahead off --pages "$pages" --no-baselines --json > "$out/paging.jsonl"
 python3 - "$out/limits.txt" "$out/paging.jsonl" <<'PY'
 import json, sys
 rows = {}
@@ -30,7 +30,7 @@ pairs = [
 ]
 print(f"{'Paging scenario':34} {'ns/page':>9} {'p50 ns':>8} {'p99 ns':>8}   {'C row':6} {'C ns/page':>10} {'ratio':>6}  what")
 for name, row, what in pairs:
-    key = name.replace("/refault/seq", "/file/refault")
+    key = name.replace("/refault/seq", "/file/refault").replace("paging/", "paging-1pg/")
     r = paging.get(key)
     if r is None or row not in rows:
         continue

@@ -5,7 +5,8 @@ internal sealed class Options
 {
     public List<ArenaKind> Arenas { get; } = [ArenaKind.Anonymous, ArenaKind.Shmem, ArenaKind.HugeTlb];
     public List<string> Backends { get; } = ["zero", "file"];
-    public List<string> Patterns { get; } = ["seq", "random"];
+    public List<string> Patterns { get; } = ["seq", "random", "cold"];
+    public List<bool> ReadAhead { get; } = [true, false];
     public long FileSize { get; set; } = 1L << 30;
     public int Pages { get; set; } = 65536;
     public int Threads { get; set; } = 1;
@@ -20,7 +21,9 @@ internal sealed class Options
 
           --arena a,b        anonymous | shmem | hugetlb (default: all)
           --backend a,b      zero | file (default: both)
-          --pattern a,b      seq | random | refault (seq after dropping the mappings: pure MINOR faults, shmem only)
+          --pattern a,b      seq | random | cold (seq after drop_caches; file backend only) | refault (seq after
+                             dropping the mappings: pure MINOR faults; shmem/hugetlb only). Default: seq,random,cold
+          --readahead x      on | off | both (default both): read-ahead and fault-around, or one page per fault
           --pages N          4 KiB touches per scenario (default 65536)
           --threads N        touching threads (default 1)
           --size BYTES       data file size (default 1073741824; suffixes K, M, G)
@@ -47,7 +50,17 @@ internal sealed class Options
                     break;
                 case "--pattern":
                     o.Patterns.Clear();
-                    o.Patterns.AddRange(Next().Split(',').Select(p => p is "seq" or "random" or "refault" ? p : throw new ArgumentException($"unknown pattern '{p}' (seq, random, refault)")));
+                    o.Patterns.AddRange(Next().Split(',').Select(p => p is "seq" or "random" or "refault" or "cold" ? p : throw new ArgumentException($"unknown pattern '{p}' (seq, random, cold, refault)")));
+                    break;
+                case "--readahead":
+                    o.ReadAhead.Clear();
+                    o.ReadAhead.AddRange(Next() switch
+                    {
+                        "on" => [true],
+                        "off" => [false],
+                        "both" => [true, false],
+                        var x => throw new ArgumentException($"--readahead takes on, off or both, not '{x}'"),
+                    });
                     break;
                 case "--pages": o.Pages = Positive(Next(), "--pages"); break;
                 case "--threads": o.Threads = Positive(Next(), "--threads"); break;

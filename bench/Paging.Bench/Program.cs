@@ -102,56 +102,80 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         {
             foreach (string pattern in options.Patterns)
             {
+                if (pattern == "cold" && backend != "file")
+                {
+                    continue; // nothing to read cold from the zero store
+                }
                 long[] offsets = Scenarios.Offsets(pattern == "random" ? "random" : "seq", options.Pages, fileSize);
-                var task = ctx.AddTask($"{backend}/{pattern}", maxValue: options.Arenas.Count + (options.Baselines ? 2 : 0));
+                var arenas = options.Arenas.Where(a => !(pattern == "refault" && a == ArenaKind.Anonymous)).ToList();
+                var task = ctx.AddTask($"{backend}/{pattern}", maxValue: arenas.Count * options.ReadAhead.Count + (options.Baselines ? 1 : 0));
                 Result? baseline = null;
                 if (options.Baselines)
                 {
+                    if (pattern == "cold" && !Scenarios.DropCaches())
+                    {
+                        _notes.Add("cold runs skipped: cannot write /proc/sys/vm/drop_caches (run as root)");
+                        continue;
+                    }
                     baseline = backend == "file"
                         ? MeasureMmap(fd, fileSize, offsets, pattern, generated)
                         : MeasureAnonymous(fileSize, offsets, pattern);
                     _results.Add(baseline);
-                    task.Increment(1);
                     if (backend == "file" && pattern != "refault")
                     {
+                        if (pattern == "cold")
+                        {
+                            Scenarios.DropCaches();
+                        }
                         _results.Add(MeasurePread(fd, offsets, pattern, generated));
                     }
                     task.Increment(1);
                 }
-                foreach (var arena in options.Arenas)
+                foreach (var arena in arenas)
                 {
-                    if (pattern == "refault" && arena == ArenaKind.Anonymous)
+                    foreach (bool readAhead in options.ReadAhead)
                     {
+                        if (pattern == "cold" && !Scenarios.DropCaches())
+                        {
+                            _notes.Add("cold runs skipped: cannot write /proc/sys/vm/drop_caches (run as root)");
+                            return;
+                        }
+                        var r = MeasurePaging(runtime, arena, backend, path, fileSize, offsets, pattern, generated, readAhead);
+                        if (baseline is not null)
+                        {
+                            r.Baseline = baseline.Scenario;
+                            r.BaselineNsPerPage = baseline.NsPerPage;
+                        }
+                        _results.Add(r);
                         task.Increment(1);
-                        continue; // dropping anonymous mappings discards the pages: that is a refill, not a refault
                     }
-                    var r = MeasurePaging(runtime, arena, backend, path, fileSize, offsets, pattern, generated);
-                    if (baseline is not null)
-                    {
-                        r.Baseline = baseline.Scenario;
-                        r.BaselineNsPerPage = baseline.NsPerPage;
-                    }
-                    _results.Add(r);
-                    task.Increment(1);
                 }
             }
         }
     }
 
-    private Result MeasurePaging(PagingRuntime runtime, ArenaKind arena, string backend, string path, long fileSize, long[] offsets, string pattern, bool generated)
+    private Result MeasurePaging(PagingRuntime runtime, ArenaKind arena, string backend, string path, long fileSize, long[] offsets, string pattern, bool generated, bool readAhead)
     {
         var store = backend == "file" ? PageStoreDescriptor.File(path) : PageStoreDescriptor.Zero();
-        using var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = fileSize, Store = store });
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = arena, Length = fileSize, Store = store, Prefetch = readAhead ? new PrefetchOptions() : PrefetchOptions.None,
+        });
         var latencies = new long[offsets.Length];
         if (pattern == "refault")
         {
             Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
             _ = Libc.Madvise(region.Address, (nuint)region.Length, Libc.MADV_DONTNEED);
         }
-        long faultsBefore = region.Statistics.Faults;
+        var before = region.Statistics;
         var (seconds, sum) = Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
-        long faults = region.Statistics.Faults - faultsBefore;
-        return Make($"paging/{Name(arena)}", Name(arena), backend, pattern, offsets, latencies, seconds, faults, Verify(backend, offsets, sum, generated));
+        var after = region.Statistics;
+        string name = readAhead ? "paging" : "paging-1pg";
+        var result = Make($"{name}/{Name(arena)}", Name(arena), backend, pattern, offsets, latencies, seconds, after.Faults - before.Faults, Verify(backend, offsets, sum, generated));
+        result.ReadAhead = readAhead ? "on" : "off";
+        // Read-ahead may still be filling pages in the background; what it read by the end of the touches counts.
+        result.BytesRead = backend == "file" ? after.BytesRead - before.BytesRead : -1;
+        return result;
     }
 
     private Result MeasureMmap(int fd, long fileSize, long[] offsets, string pattern, bool generated)
@@ -182,8 +206,9 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     private Result MeasurePread(int fd, long[] offsets, string pattern, bool generated)
     {
         var latencies = new long[offsets.Length];
-        var (seconds, sum) = Scenarios.Pread(fd, offsets, latencies);
-        return Make("kernel/pread", "pread 4K", "file", pattern, offsets, latencies, seconds, 0, Verify("file", offsets, sum, generated));
+        bool large = pattern == "cold";
+        var (seconds, sum) = large ? Scenarios.PreadLarge(fd, offsets, latencies) : Scenarios.Pread(fd, offsets, latencies);
+        return Make(large ? "kernel/pread-1MiB" : "kernel/pread", large ? "pread 1 MiB" : "pread 4K", "file", pattern, offsets, latencies, seconds, 0, Verify("file", offsets, sum, generated));
     }
 
     private Result MeasureAnonymous(long length, long[] offsets, string pattern)
@@ -282,6 +307,10 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     w.WriteNumber("baseline_ns_per_page", Math.Round(r.BaselineNsPerPage, 1));
                     w.WriteNumber("ratio", Math.Round(r.Ratio, 3));
                     w.WriteBoolean("verified", r.Verified);
+                    w.WriteString("readahead", r.ReadAhead);
+                    w.WriteNumber("bytes_read", r.BytesRead);
+                    w.WriteNumber("read_per_touched", Math.Round(r.ReadPerTouched, 3));
+                    w.WriteNumber("faults_avoided", r.Faults >= 0 ? r.Pages - r.Faults : 0);
                     w.WriteEndObject();
                 }
                 Console.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
@@ -298,17 +327,19 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
         var table = new Table().Border(TableBorder.Simple)
             .Title($"Paging harness: {options.Pages} x 4 KiB touches per scenario over a {fileSize >> 20} MiB {(generated ? "generated, page-cache-hot" : "")} file, {options.Threads} thread(s)");
-        foreach (var c in new[] { "scenario", "pages", "faults", "ns/page", "p50 ns", "p99 ns", "GB/s", "baseline", "ratio", "ok" })
+        foreach (var c in new[] { "scenario", "pages", "faults", "ns/page", "p50 ns", "p99 ns", "GB/s", "read/touched", "baseline", "ratio", "ok" })
         {
             table.AddColumn(new TableColumn(c).RightAligned());
         }
         foreach (var r in _results)
         {
             table.AddRow(r.Scenario, r.Pages.ToString(), r.Faults.ToString(), r.NsPerPage.ToString("0"), r.P50Ns.ToString("0"), r.P99Ns.ToString("0"),
-                r.GBps.ToString("0.000"), r.Baseline ?? "", r.Ratio > 0 ? r.Ratio.ToString("0.00") + "x" : "", r.Verified ? "yes" : "[red]NO[/]");
+                r.GBps.ToString("0.000"), r.BytesRead >= 0 ? r.ReadPerTouched.ToString("0.00") : "", r.Baseline ?? "", r.Ratio > 0 ? r.Ratio.ToString("0.00") + "x" : "", r.Verified ? "yes" : "[red]NO[/]");
         }
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine("ratio = Paging ns/page / baseline ns/page in this run (lower is better). Latency = one 8-byte load per page, fault included.");
+        AnsiConsole.MarkupLine("paging = read-ahead on (default), paging-1pg = one page per fault. read/touched = bytes read from the store / bytes touched.");
+        AnsiConsole.MarkupLine("cold = after drop_caches (on a VM the host may still cache the file: compare within the run only).");
         foreach (var n in _notes)
         {
             AnsiConsole.MarkupLineInterpolated($"[yellow]{n}[/]");

@@ -8,6 +8,9 @@ namespace Paging.Bench;
 internal sealed record Result(string Scenario, string Arena, string Backend, string Pattern, int Pages, int Threads, long Faults,
     double Seconds, double NsPerPage, double P50Ns, double P99Ns, long BytesTouched, bool Verified)
 {
+    public string ReadAhead { get; set; } = "";
+    public long BytesRead { get; set; } = -1;
+    public double ReadPerTouched => BytesRead < 0 ? 0 : (double)BytesRead / BytesTouched;
     public string? Baseline { get; set; }
     public double BaselineNsPerPage { get; set; }
     public double Ratio => BaselineNsPerPage > 0 ? NsPerPage / BaselineNsPerPage : 0;
@@ -117,6 +120,56 @@ internal static unsafe partial class Scenarios
         finally
         {
             NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    /// <summary>The large-pread baseline for cold reads: 1 MiB preads in order over the touched span.</summary>
+    public static (double Seconds, ulong Sum) PreadLarge(int fd, long[] offsets, long[] latencies)
+    {
+        const int chunk = 1 << 20;
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc(chunk, Page);
+        try
+        {
+            long span = offsets.Length == 0 ? 0 : offsets[^1] + Page;
+            ulong sum = 0;
+            long t0 = Stopwatch.GetTimestamp();
+            int k = 0;
+            for (long off = 0; off < span; off += chunk)
+            {
+                long s = Stopwatch.GetTimestamp();
+                nint got = Libc.Pread(fd, buffer, chunk, off);
+                if (got <= 0)
+                {
+                    throw Libc.Error($"pread of 1 MiB at {off}");
+                }
+                long per = (Stopwatch.GetTimestamp() - s) / (chunk / Page);
+                for (long p = 0; p < got && k < offsets.Length && off + p == offsets[k]; p += Page, k++)
+                {
+                    sum += *(ulong*)(buffer + p);
+                    latencies[k] = per;
+                }
+            }
+            return (Stopwatch.GetElapsedTime(t0).TotalSeconds, sum);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    /// <summary>Drops the page cache (root): the next reads of the data file come from the device (or the host's
+    /// cache: on a VM only same-run ratios mean anything).</summary>
+    public static bool DropCaches()
+    {
+        try
+        {
+            Libc.Sync();
+            File.WriteAllText("/proc/sys/vm/drop_caches", "3");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 

@@ -129,7 +129,7 @@ public sealed unsafe class PagingRuntime : IDisposable
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
-                region = new Region(this, ++_nextRegionId, options.Arena, pageSize, user, memfd, control, ctlFd, options.Store);
+                region = new Region(this, ++_nextRegionId, options.Arena, pageSize, user, memfd, control, ctlFd, options.Store, options.Prefetch);
                 AddToPagersLocked(region);
                 _regions.Add(region.Id, region);
             }
@@ -225,6 +225,11 @@ public sealed unsafe class PagingRuntime : IDisposable
             w.Str(k);
             w.Str(v);
         }
+        var policy = RegionPolicy.From(region.Prefetch, region.PageSize);
+        w.U32(policy.ReadAhead ? 1u : 0u);
+        w.U64((ulong)policy.BlockPages);
+        w.U64((ulong)policy.MaxWindowPages);
+        w.U32(policy.StreamAll ? 1u : 0u);
         length = w.Length;
         return buffer;
     }
@@ -295,6 +300,27 @@ public sealed unsafe class PagingRuntime : IDisposable
             }
         }
         PagingMetrics.Untrack(region);
+    }
+
+    /// <summary>Sends a Prefetch or CancelPrefetch to the active pager. Background work is not replicated to the
+    /// standby: after a failover, prefetches still queued are dropped (StreamAll regions start streaming again).</summary>
+    internal void SendPrefetch(Region region, PagerProtocol.MessageType type, long firstPage, long endPage)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            EnsurePagersLocked();
+            var active = _active!;
+            Span<byte> message = stackalloc byte[PagerProtocol.HeaderSize + 24];
+            var w = new ProtocolWriter(message, type, active.NextRequestId());
+            w.U64(region.Id);
+            if (type == PagerProtocol.MessageType.Prefetch)
+            {
+                w.U64((ulong)firstPage);
+                w.U64((ulong)endPage);
+            }
+            active.Request(w.Written, [], _options.RequestTimeout, $"{type} on region {region.Id}");
+        }
     }
 
     /// <summary>Makes sure an active pager runs (failing over to the standby or starting a new one) and, when

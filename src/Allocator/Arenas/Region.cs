@@ -17,8 +17,9 @@ public sealed unsafe class Region : IDisposable
     private int _disposed;
 
     internal Region(PagingRuntime runtime, ulong id, ArenaKind arena, int pageSize, Mapping user, FileDescriptor? memfd,
-        RegionControlBlock control, FileDescriptor controlFd, PageStoreDescriptor store)
+        RegionControlBlock control, FileDescriptor controlFd, PageStoreDescriptor store, PrefetchOptions prefetch)
     {
+        Prefetch = prefetch;
         _runtime = runtime;
         Id = id;
         Arena = arena;
@@ -40,6 +41,9 @@ public sealed unsafe class Region : IDisposable
 
     /// <summary>Length in bytes.</summary>
     public long Length => _user.Length;
+
+    /// <summary>The region's batching settings.</summary>
+    public PrefetchOptions Prefetch { get; }
 
     /// <summary>The store the pages come from.</summary>
     public PageStoreDescriptor Store { get; }
@@ -73,6 +77,29 @@ public sealed unsafe class Region : IDisposable
         return new Span<byte>(Pointer + offset, length);
     }
 
+    /// <summary>Fills [offset, offset+length) in the background, in order, and maps it ahead so touching it does not
+    /// fault; real faults go first. Returns when the pager has queued it (not when it is done).</summary>
+    public void PrefetchRange(long offset, long length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (offset + length > Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), $"[{offset}, {offset + length}) is outside the region's {Length} bytes");
+        }
+        long first = offset / PageSize, end = (offset + length + PageSize - 1) / PageSize;
+        _runtime.SendPrefetch(this, Faults.PagerProtocol.MessageType.Prefetch, first, end);
+    }
+
+    /// <summary>Drops the region's queued background work (prefetches, streaming, read-ahead windows). Pages already
+    /// filled stay; when it returns, no further background fill of this region starts.</summary>
+    public void CancelPrefetch()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        _runtime.SendPrefetch(this, Faults.PagerProtocol.MessageType.CancelPrefetch, 0, 0);
+    }
+
     /// <summary>The fds the pager needs: the control block, and the memfd for shmem/hugetlbfs.</summary>
     internal int[] FdsForPager => _memfd is null ? [_controlFd.Fd] : [_controlFd.Fd, _memfd.Fd];
 
@@ -81,7 +108,8 @@ public sealed unsafe class Region : IDisposable
         ReadStat(RegionStat.MissingFaults), ReadStat(RegionStat.MinorFaults), ReadStat(RegionStat.Messages), ReadStat(RegionStat.Batches),
         ReadStat(RegionStat.PagesFilled), ReadStat(RegionStat.ZeroPagesFilled), ReadStat(RegionStat.BytesRead), ReadStat(RegionStat.Resolutions),
         ReadStat(RegionStat.AlreadyPresent), ReadStat(RegionStat.Retries), ReadStat(RegionStat.Errors), ReadStat(RegionStat.Poisoned),
-        ReadStat(RegionStat.Recoveries));
+        ReadStat(RegionStat.Recoveries), ReadStat(RegionStat.PagesPrefetched), ReadStat(RegionStat.SequentialHits),
+        ReadStat(RegionStat.PrefetchLate));
 
     /// <summary>How many of the pages in [firstPage, firstPage+count) the pager has filled.</summary>
     public long CountFilledPages(long firstPage, long count)

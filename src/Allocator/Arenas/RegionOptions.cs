@@ -12,13 +12,20 @@ public sealed class RegionOptions
 
     /// <summary>Where pages come from (default: zeros).</summary>
     public PageStoreDescriptor Store { get; init; } = PageStoreDescriptor.Zero();
+
+    /// <summary>Read-ahead, fault-around and streaming (default: read-ahead on sequential streams).</summary>
+    public PrefetchOptions Prefetch { get; init; } = new();
 }
 
 /// <summary>A region's counters, read from its control block (the pager writes them; they survive pager restarts).</summary>
 public readonly record struct RegionStatistics(
     long MissingFaults, long MinorFaults, long Messages, long Batches, long PagesFilled, long ZeroPagesFilled, long BytesRead,
-    long Resolutions, long AlreadyPresent, long Retries, long Errors, long Poisoned, long Recoveries)
+    long Resolutions, long AlreadyPresent, long Retries, long Errors, long Poisoned, long Recoveries,
+    long PagesPrefetched, long SequentialHits, long PrefetchLate)
 {
+    /// <summary>Pages filled because a thread faulted on them (the rest were read ahead or streamed).</summary>
+    public long PagesOnDemand => PagesFilled - PagesPrefetched;
+
     /// <summary>Faults the pager served.</summary>
     public long Faults => MissingFaults + MinorFaults;
 }

@@ -130,6 +130,16 @@ public static class PagerHost
                     case PagerProtocol.MessageType.RemoveRegion:
                         Faults.Remove(reader.U64());
                         break;
+                    case PagerProtocol.MessageType.Prefetch:
+                        {
+                            ulong id = reader.U64();
+                            long first = (long)reader.U64(), end = (long)reader.U64();
+                            Faults.Prefetch(id, first, end);
+                            break;
+                        }
+                    case PagerProtocol.MessageType.CancelPrefetch:
+                        Faults.CancelPrefetch(reader.U64());
+                        break;
                     case PagerProtocol.MessageType.Arm:
                         _activePidfd = Take(owned, 0, "the active pager's pidfd");
                         break;
@@ -196,6 +206,14 @@ public static class PagerHost
             {
                 settings[reader.Str()] = reader.Str();
             }
+            bool readAhead = reader.U32() != 0;
+            long blockPages = (long)reader.U64(), maxWindowPages = (long)reader.U64();
+            bool streamAll = reader.U32() != 0;
+            if (blockPages < 1 || maxWindowPages < 1)
+            {
+                throw new PagerException($"region {id}: bad prefetch policy (block {blockPages} pages, window {maxWindowPages} pages)");
+            }
+            var policy = new RegionPolicy(readAhead, blockPages, maxWindowPages, streamAll);
             if (pageSize is not (4096 or 2 * 1024 * 1024) || length == 0 || length % (ulong)pageSize != 0 || address % (ulong)pageSize != 0)
             {
                 throw new PagerException($"region {id}: bad geometry (page size {pageSize}, address 0x{address:x}, length {length})");
@@ -215,7 +233,7 @@ public static class PagerHost
                         "mmap of the staging mapping");
                 }
                 store = registry.Create(new PageStoreContext(descriptor, (long)length, pageSize));
-                Faults.Add(new ServedRegion(id, kind, address, length, pageSize, control, staging, store, storeKind));
+                Faults.Add(new ServedRegion(id, kind, address, length, pageSize, control, staging, store, storeKind, policy));
                 logger.LogDebug("region {Id}: {Kind} {Length} bytes at 0x{Address:x}, store {Store}", id, kind, length, address, descriptor);
             }
             catch

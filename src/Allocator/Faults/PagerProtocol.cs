@@ -10,8 +10,12 @@ namespace Paging.Faults;
 /// header   : u32 type, u32 version, u64 request id
 /// Hello    : u32 role (0 active, 1 standby), u64 uffd features           fds: [uffd]
 /// AddRegion: u64 id, u32 arena, u32 page size, u64 address, u64 length,
-///            str kind, str assembly, str type, u32 n, n × (str key, str value)   fds: [control memfd, data memfd?]
+///            str kind, str assembly, str type, u32 n, n × (str key, str value),
+///            u32 read-ahead (0/1), u64 block pages, u64 max window pages, u32 stream all (0/1)
+///                                                                        fds: [control memfd, data memfd?]
 /// RemoveRegion: u64 id
+/// Prefetch : u64 id, u64 first page, u64 end page
+/// CancelPrefetch: u64 id
 /// Arm      : (none)                                                      fds: [pidfd of the active pager]
 /// Reply    : i32 status (0 = ok, else errno-like), str message
 /// str      : u32 byte length, UTF-8 bytes
@@ -24,7 +28,7 @@ internal static class PagerProtocol
     public const int MaxMessage = 65536;
     public const int MaxFds = 4;
 
-    public enum MessageType : uint { Hello = 1, AddRegion = 2, RemoveRegion = 3, Arm = 4, Reply = 100 }
+    public enum MessageType : uint { Hello = 1, AddRegion = 2, RemoveRegion = 3, Arm = 4, Prefetch = 5, CancelPrefetch = 6, Reply = 100 }
 
     public enum Role : uint { Active = 0, Standby = 1 }
 }

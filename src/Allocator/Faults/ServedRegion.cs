@@ -8,8 +8,10 @@ namespace Paging.Faults;
 internal sealed unsafe class ServedRegion : IDisposable
 {
     public ServedRegion(ulong id, ArenaKind kind, ulong start, ulong length, int pageSize, RegionControlBlock control,
-        Mapping? staging, IPageStore store, string storeName)
+        Mapping? staging, IPageStore store, string storeName, RegionPolicy policy)
     {
+        Policy = policy;
+        Pages = (long)(length / (ulong)pageSize);
         Id = id;
         Kind = kind;
         Start = start;
@@ -34,6 +36,11 @@ internal sealed unsafe class ServedRegion : IDisposable
     public Mapping? Staging { get; }
     public IPageStore Store { get; }
     public string StoreName { get; }
+    public RegionPolicy Policy { get; }
+    public long Pages { get; }
+
+    /// <summary>Sequential streams of this region (touched only by the fault thread).</summary>
+    public StreamTracker Streams { get; } = new();
 
     public void Dispose()
     {
@@ -41,4 +48,14 @@ internal sealed unsafe class ServedRegion : IDisposable
         Staging?.Dispose();
         Control.Dispose();
     }
+}
+
+/// <summary>A region's batching settings in pages, as the pager uses them (from <see cref="PrefetchOptions"/>).</summary>
+internal readonly record struct RegionPolicy(bool ReadAhead, long BlockPages, long MaxWindowPages, bool StreamAll)
+{
+    public static RegionPolicy From(PrefetchOptions o, int pageSize) => new(
+        o.ReadAhead,
+        Math.Max(1, o.FaultAroundBytes / pageSize),
+        Math.Max(1, o.MaxReadAheadBytes / pageSize),
+        o.StreamAll);
 }

@@ -33,3 +33,9 @@ internal static unsafe partial class Libc
 
     internal const int SEEK_SET = 0, SEEK_END = 2;
 }
+
+internal static unsafe partial class Libc
+{
+    [LibraryImport(Name, EntryPoint = "sync")]
+    internal static partial void Sync();
+}

@@ -8,6 +8,12 @@ internal enum RegionStat
 {
     MissingFaults, MinorFaults, Messages, Batches, PagesFilled, ZeroPagesFilled, BytesRead, Resolutions,
     AlreadyPresent, Retries, Errors, Poisoned, Wakes, Recoveries,
+    /// <summary>Pages filled by read-ahead, Prefetch or streaming rather than by a fault on them.</summary>
+    PagesPrefetched,
+    /// <summary>Faults recognised as the continuation of a sequential stream.</summary>
+    SequentialHits,
+    /// <summary>Faults on pages a read-ahead window had already scheduled but not yet filled (prefetch too late).</summary>
+    PrefetchLate,
     Count,
 }
 
