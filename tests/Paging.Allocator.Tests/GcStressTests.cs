@@ -15,14 +15,18 @@ public sealed unsafe class GcStressTests
     private static ulong ReadWord(byte* p) => *(ulong*)p;
 
     [Theory]
-    [InlineData(ArenaKind.Shmem)]
-    [InlineData(ArenaKind.Anonymous)]
-    public void ReadersAndCollectionsNeverHang(ArenaKind arena)
+    [InlineData(ArenaKind.Shmem, false)]
+    [InlineData(ArenaKind.Anonymous, false)]
+    [InlineData(ArenaKind.Shmem, true)]
+    public void ReadersAndCollectionsNeverHang(ArenaKind arena, bool streaming)
     {
         int seconds = int.TryParse(Environment.GetEnvironmentVariable("PAGING_SOAK_SECONDS"), out int s) ? s : 20;
         using var file = TestData.CreateFile(64 << 20, seed: 11);
         using var runtime = PagingRuntime.Start();
-        using var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path) });
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = arena, Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path), Prefetch = new PrefetchOptions { StreamAll = streaming },
+        });
         long pages = region.Length / 4096;
         long reads = 0, collections = 0, wrong = 0;
         var stop = DateTime.UtcNow.AddSeconds(seconds);
@@ -65,6 +69,10 @@ public sealed unsafe class GcStressTests
         Assert.Equal(0, wrong);
         Assert.True(collections > seconds * 20, $"only {collections} collections ran");
         Assert.True(region.Statistics.Faults > 1000, $"only {region.Statistics.Faults} faults: the test did not exercise the pager");
+        if (streaming)
+        {
+            Assert.True(region.Statistics.PagesPrefetched > 0, "streaming filled nothing");
+        }
         Assert.Equal(0, region.Statistics.Errors);
     }
 }

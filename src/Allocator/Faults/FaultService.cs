@@ -147,8 +147,9 @@ internal sealed unsafe class FaultService : IDisposable
             {
                 ServeBatch();
             }
-            else if (background)
+            else if (background && _workCount > 0)
             {
+                // (Re-checked: a command applied just above may have cancelled the queued work.)
                 BackgroundStep();
             }
         }
@@ -424,14 +425,14 @@ internal sealed unsafe class FaultService : IDisposable
                     // EEXIST if present).
                     if (r.Kind == ArenaKind.Anonymous)
                     {
-                        if (!FillAnonymous(r, a, b - a))
+                        if (!FillAnonymous(r, a, b - a, stale: true))
                         {
                             Poison(r, a, b - a);
                         }
                     }
                     else
                     {
-                        Continue(r, a, b - a);
+                        Continue(r, a, b - a, stale: true);
                     }
                 }
             }
@@ -445,7 +446,7 @@ internal sealed unsafe class FaultService : IDisposable
     }
 
     private bool Fill(ServedRegion r, long page, long count) =>
-        r.Kind == ArenaKind.Anonymous ? FillAnonymous(r, page, count) : FillStaging(r, page, count) && Continue(r, page, count);
+        r.Kind == ArenaKind.Anonymous ? FillAnonymous(r, page, count, stale: false) : FillStaging(r, page, count) && Continue(r, page, count, stale: false);
 
     private void BackgroundStep()
     {
@@ -533,8 +534,11 @@ internal sealed unsafe class FaultService : IDisposable
         return true;
     }
 
-    /// <summary>Maps filled pages with UFFDIO_CONTINUE (DONTWAKE: the caller wakes the faulting pages once).</summary>
-    private bool Continue(ServedRegion r, long page, long count)
+    /// <summary>Maps filled pages with UFFDIO_CONTINUE (DONTWAKE: the caller wakes the faulting pages once).
+    /// <paramref name="stale"/>: the pages were filled before this fault was read, so one may be mapped already (a
+    /// racing thread's message, or read-ahead that got there first): its EEXIST is counted as a stale fault, not as
+    /// the block-overlaps-a-present-page error <see cref="RegionStat.AlreadyPresent"/> counts.</summary>
+    private bool Continue(ServedRegion r, long page, long count, bool stale)
     {
         ulong start = r.Start + ((ulong)page << r.PageShift);
         ulong length = (ulong)count << r.PageShift;
@@ -554,7 +558,7 @@ internal sealed unsafe class FaultService : IDisposable
                 length -= (ulong)c.Mapped;
                 continue;
             }
-            if (!HandleResolveError(r, errno, ref start, ref length))
+            if (!HandleResolveError(r, errno, stale, ref start, ref length))
             {
                 if (errno == Errno.EFAULT && refills++ < FillAttempts)
                 {
@@ -582,7 +586,7 @@ internal sealed unsafe class FaultService : IDisposable
 
     /// <summary>The error codes shared by COPY, ZEROPAGE and CONTINUE. Returns true when the loop should go on
     /// (range adjusted), false when the caller must decide (EFAULT) or give up (region gone).</summary>
-    private bool HandleResolveError(ServedRegion r, int errno, ref ulong start, ref ulong length)
+    private bool HandleResolveError(ServedRegion r, int errno, bool stale, ref ulong start, ref ulong length)
     {
         switch (errno)
         {
@@ -591,7 +595,7 @@ internal sealed unsafe class FaultService : IDisposable
                 // failed ioctl woke nobody: wake the page's waiters and go on with the rest.
                 ulong step = (ulong)r.PageSize;
                 _ = Userfaultfd.Wake(_uffd, start, step);
-                r.Control.Add(RegionStat.AlreadyPresent, 1);
+                r.Control.Add(stale ? RegionStat.StaleFaults : RegionStat.AlreadyPresent, 1);
                 r.Control.Add(RegionStat.Wakes, 1);
                 start += step;
                 length -= Math.Min(step, length);
@@ -619,8 +623,9 @@ internal sealed unsafe class FaultService : IDisposable
 
     // ---------- anonymous: fill the pooled buffer, then UFFDIO_COPY (or ZEROPAGE) ----------
 
-    /// <summary>Reads pages into the copy buffer and installs them (DONTWAKE). False when the store failed.</summary>
-    private bool FillAnonymous(ServedRegion r, long first, long count)
+    /// <summary>Reads pages into the copy buffer and installs them (DONTWAKE). False when the store failed.
+    /// <paramref name="stale"/> as for <see cref="Continue"/>.</summary>
+    private bool FillAnonymous(ServedRegion r, long first, long count, bool stale)
     {
         long offset = first << r.PageShift;
         int length = checked((int)(count << r.PageShift));
@@ -637,6 +642,7 @@ internal sealed unsafe class FaultService : IDisposable
         ulong start = r.Start + (ulong)offset;
         ulong remaining = (ulong)length;
         ulong source = (ulong)_copyBuffer;
+        long present = 0;
         while (remaining > 0)
         {
             int rc;
@@ -668,13 +674,17 @@ internal sealed unsafe class FaultService : IDisposable
                 continue;
             }
             ulong before = start;
-            if (!HandleResolveError(r, errno, ref start, ref remaining))
+            if (!HandleResolveError(r, errno, stale, ref start, ref remaining))
             {
                 return true; // the range is gone (unregistered) or the application exited: nothing to poison
             }
+            if (errno == Errno.EEXIST)
+            {
+                present++;
+            }
             source += start - before;
         }
-        r.Control.Add(RegionStat.PagesFilled, count);
+        r.Control.Add(RegionStat.PagesFilled, count - present);
         if (status == PageReadStatus.Zero)
         {
             r.Control.Add(RegionStat.ZeroPagesFilled, count);

@@ -14,6 +14,9 @@ internal enum RegionStat
     SequentialHits,
     /// <summary>Faults on pages a read-ahead window had already scheduled but not yet filled (prefetch too late).</summary>
     PrefetchLate,
+    /// <summary>Faults whose page was already mapped when the message was read (another thread's fault or
+    /// read-ahead got there first): resolved with a wake.</summary>
+    StaleFaults,
     Count,
 }
 
