@@ -43,9 +43,75 @@ internal sealed unsafe class FaultService : IDisposable
         public long End;
     }
 
-    private readonly Work[] _work = new Work[WorkCapacity];
-    private int _workHead;
-    private int _workCount;
+    /// <summary>A fixed ring of ranges, in order.</summary>
+    private sealed class WorkQueue
+    {
+        private readonly Work[] _items = new Work[WorkCapacity];
+        private int _head;
+
+        public int Count { get; private set; }
+
+        public ref Work Front => ref _items[_head];
+
+        public bool Push(ServedRegion r, long first, long end)
+        {
+            if (Count == WorkCapacity)
+            {
+                return false;
+            }
+            _items[(_head + Count) % WorkCapacity] = new Work { Region = r, Next = first, End = end };
+            Count++;
+            return true;
+        }
+
+        public void Pop()
+        {
+            _items[_head] = default;
+            _head = (_head + 1) % WorkCapacity;
+            Count--;
+        }
+
+        /// <summary>A thread faulted at <paramref name="page"/> inside a queued range, ahead of where the background
+        /// had got to: the fault resolves [.., <paramref name="resolvedEnd"/>) itself, so the range continues from
+        /// there, ahead of the thread, instead of refilling behind it while the thread faults block after block.</summary>
+        public void SkipAhead(ServedRegion r, long page, long resolvedEnd)
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                ref var w = ref _items[(_head + i) % WorkCapacity];
+                if (w.Region == r && page >= w.Next && page < w.End)
+                {
+                    w.Next = Math.Min(w.End, Math.Max(w.Next, resolvedEnd));
+                }
+            }
+        }
+
+        /// <summary>Removes every range of a region, keeping the others in order.</summary>
+        public void Drop(ServedRegion r)
+        {
+            int kept = 0;
+            for (int i = 0; i < Count; i++)
+            {
+                var w = _items[(_head + i) % WorkCapacity];
+                if (w.Region != r)
+                {
+                    _items[(_head + kept++) % WorkCapacity] = w;
+                }
+            }
+            for (int i = kept; i < Count; i++)
+            {
+                _items[(_head + i) % WorkCapacity] = default;
+            }
+            Count = kept;
+        }
+    }
+
+    // Read-ahead windows go before prefetches and streams, and run in the order they were scheduled, so the window
+    // right ahead of a stream is filled before the one after it.
+    private readonly WorkQueue _readAhead = new();
+    private readonly WorkQueue _prefetch = new();
+
+    private int WorkCount => _readAhead.Count + _prefetch.Count;
 
     private readonly int _uffd;
     private readonly UffdFeatures _features;
@@ -123,7 +189,7 @@ internal sealed unsafe class FaultService : IDisposable
         pfd[1] = new Libc.PollFd { Fd = _uffd, Events = Libc.POLLIN };
         while (!_stopping)
         {
-            bool background = _active && _workCount > 0;
+            bool background = _active && WorkCount > 0;
             // With background work pending, poll does not sleep: it only asks whether a fault is waiting, which then
             // goes first (urgent faults jump the streaming queue).
             int n = Libc.Poll(pfd, _active ? 2u : 1u, background ? 0 : -1);
@@ -147,7 +213,7 @@ internal sealed unsafe class FaultService : IDisposable
             {
                 ServeBatch();
             }
-            else if (background && _workCount > 0)
+            else if (background && WorkCount > 0)
             {
                 // (Re-checked: a command applied just above may have cancelled the queued work.)
                 BackgroundStep();
@@ -173,7 +239,7 @@ internal sealed unsafe class FaultService : IDisposable
                                 WakeAll(add.Region);
                                 if (add.Region.Policy.StreamAll)
                                 {
-                                    PushBack(add.Region, 0, add.Region.Pages);
+                                    _prefetch.Push(add.Region, 0, add.Region.Pages);
                                 }
                             }
                             break;
@@ -185,7 +251,8 @@ internal sealed unsafe class FaultService : IDisposable
                             {
                                 _regions = Array.FindAll(_regions, r => r.Id != remove.Id);
                                 _last = null;
-                                DropWork(region);
+                                _readAhead.Drop(region);
+                                _prefetch.Drop(region);
                                 region.Dispose();
                             }
                             break;
@@ -198,7 +265,7 @@ internal sealed unsafe class FaultService : IDisposable
                             WakeAll(region);
                             if (region.Policy.StreamAll)
                             {
-                                PushBack(region, 0, region.Pages);
+                                _prefetch.Push(region, 0, region.Pages);
                             }
                         }
                         break;
@@ -209,7 +276,7 @@ internal sealed unsafe class FaultService : IDisposable
                             {
                                 throw new PagerException($"prefetch of pages [{prefetch.First}, {prefetch.End}) is outside region {prefetch.Id} ({region.Pages} pages)");
                             }
-                            if (!PushBack(region, prefetch.First, prefetch.End))
+                            if (!_prefetch.Push(region, prefetch.First, prefetch.End))
                             {
                                 throw new PagerException($"the pager's background queue is full ({WorkCapacity} ranges); prefetch larger ranges or fewer at a time");
                             }
@@ -220,7 +287,8 @@ internal sealed unsafe class FaultService : IDisposable
                             var region = Array.Find(_regions, r => r.Id == cancel.Id);
                             if (region is not null)
                             {
-                                DropWork(region);
+                                _readAhead.Drop(region);
+                                _prefetch.Drop(region);
                                 region.Streams.Reset();
                             }
                             break;
@@ -345,15 +413,16 @@ internal sealed unsafe class FaultService : IDisposable
             {
                 // A sequential stream: resolve the whole block now and read the next window in the background.
                 control.Add(RegionStat.SequentialHits, 1);
+                from = Math.Min(first, first / policy.BlockPages * policy.BlockPages);
+                to = Math.Max(end, Math.Min(region.Pages, (first / policy.BlockPages + 1) * policy.BlockPages));
                 if (late)
                 {
                     control.Add(RegionStat.PrefetchLate, 1);
+                    _readAhead.SkipAhead(region, first, to);
                 }
-                from = Math.Min(first, first / policy.BlockPages * policy.BlockPages);
-                to = Math.Max(end, Math.Min(region.Pages, (first / policy.BlockPages + 1) * policy.BlockPages));
                 if (aheadEnd > aheadFirst)
                 {
-                    PushFront(region, aheadFirst, aheadEnd);
+                    _ = _readAhead.Push(region, aheadFirst, aheadEnd); // full: dropped, the stream faults again
                 }
             }
             MakePresent(region, from, to, first, end);
@@ -450,65 +519,17 @@ internal sealed unsafe class FaultService : IDisposable
 
     private void BackgroundStep()
     {
-        ref var w = ref _work[_workHead];
+        var queue = _readAhead.Count > 0 ? _readAhead : _prefetch;
+        ref var w = ref queue.Front;
         var r = w.Region;
         long end = Math.Min(w.End, w.Next + Math.Max(1, BackgroundChunkBytes >> r.PageShift));
         long next = w.Next;
         w.Next = end;
         if (end >= w.End)
         {
-            PopFront();
+            queue.Pop();
         }
         MakePresent(r, next, end, 0, 0);
-    }
-
-    private bool PushFront(ServedRegion r, long first, long end)
-    {
-        if (_workCount == WorkCapacity)
-        {
-            return false;
-        }
-        _workHead = (_workHead + WorkCapacity - 1) % WorkCapacity;
-        _work[_workHead] = new Work { Region = r, Next = first, End = end };
-        _workCount++;
-        return true;
-    }
-
-    private bool PushBack(ServedRegion r, long first, long end)
-    {
-        if (_workCount == WorkCapacity)
-        {
-            return false;
-        }
-        _work[(_workHead + _workCount) % WorkCapacity] = new Work { Region = r, Next = first, End = end };
-        _workCount++;
-        return true;
-    }
-
-    private void PopFront()
-    {
-        _work[_workHead] = default;
-        _workHead = (_workHead + 1) % WorkCapacity;
-        _workCount--;
-    }
-
-    /// <summary>Removes every queued range of a region (keeping the others in order).</summary>
-    private void DropWork(ServedRegion r)
-    {
-        int kept = 0;
-        for (int i = 0; i < _workCount; i++)
-        {
-            var w = _work[(_workHead + i) % WorkCapacity];
-            if (w.Region != r)
-            {
-                _work[(_workHead + kept++) % WorkCapacity] = w;
-            }
-        }
-        for (int i = kept; i < _workCount; i++)
-        {
-            _work[(_workHead + i) % WorkCapacity] = default;
-        }
-        _workCount = kept;
     }
 
     // ---------- shmem / hugetlbfs: fill the page cache through the staging mapping, then UFFDIO_CONTINUE ----------
@@ -518,6 +539,9 @@ internal sealed unsafe class FaultService : IDisposable
         long offset = page << r.PageShift;
         int length = checked((int)(count << r.PageShift));
         var destination = new Span<byte>(r.Staging!.Pointer + offset, length);
+        // Allocate and map the run's page-cache pages in one call: otherwise every 4 KiB of the staging write takes
+        // its own kernel page fault on the way (the staging mapping is not registered, so the kernel serves them).
+        _ = Libc.Madvise((nint)(r.Staging.Pointer + offset), (nuint)length, Libc.MADV_POPULATE_WRITE);
         if (!TryRead(r, offset, destination, out var status))
         {
             return false;

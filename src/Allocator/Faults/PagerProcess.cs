@@ -109,7 +109,14 @@ internal sealed unsafe class PagerProcess : IDisposable
     /// refuses it, exits, or does not answer within <paramref name="timeout"/>.</summary>
     public void Request(ReadOnlySpan<byte> message, ReadOnlySpan<int> fds, TimeSpan timeout, string what)
     {
-        Channel.Send(message, fds);
+        try
+        {
+            Channel.Send(message, fds);
+        }
+        catch (PagingSystemException e) when (e.Errno is Errno.EPIPE or Errno.ECONNRESET)
+        {
+            throw WentAway(what, e);
+        }
         Span<int> received = stackalloc int[PagerProtocol.MaxFds];
         int n = Channel.Receive(_buffer, received, out int count, (int)timeout.TotalMilliseconds, Pidfd.Fd);
         for (int i = 0; i < count; i++)
@@ -122,8 +129,7 @@ internal sealed unsafe class PagerProcess : IDisposable
         }
         if (n == 0 || n == -2)
         {
-            string exit = Process.WaitForExit(2000) ? $"exit code {Process.ExitCode}" : "still running";
-            throw new PagerException($"the pager (pid {Pid}) went away during '{what}' ({exit}); its stderr says why");
+            throw WentAway(what, null);
         }
         var reader = new ProtocolReader(_buffer.AsSpan(0, n));
         int status = reader.I32();
@@ -132,6 +138,12 @@ internal sealed unsafe class PagerProcess : IDisposable
         {
             throw new PagerException($"the pager refused '{what}': {text}");
         }
+    }
+
+    private PagerException WentAway(string what, Exception? inner)
+    {
+        string exit = Process.WaitForExit(2000) ? $"exit code {Process.ExitCode}" : "still running";
+        return new PagerException($"the pager (pid {Pid}) went away during '{what}' ({exit}); its stderr says why", inner);
     }
 
     /// <summary>SIGKILL through the pidfd (no pid-reuse race).</summary>
