@@ -30,6 +30,10 @@ internal sealed class Options
           --file PATH        use this file instead of generating one
           --no-baselines     skip the kernel baselines
           --json             one JSON object per scenario on stdout (progress goes to stderr)
+
+        Paging.Bench weights [FILE] [--json] [--hot-only]
+          lazy model loading: time to first tensor, all tensors, 10% of tensors, bytes read, against pread / mmap /
+          mmap + MADV_WILLNEED full loads, hot and cold. Without FILE: a generated ~2 GiB safetensors checkpoint.
         """;
 
     public static Options Parse(string[] args)

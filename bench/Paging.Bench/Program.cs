@@ -8,6 +8,10 @@ internal static unsafe class Program
 {
     private static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "weights")
+        {
+            return WeightsBench.Run(args[1..]);
+        }
         Options options;
         try
         {

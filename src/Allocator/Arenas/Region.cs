@@ -100,6 +100,39 @@ public sealed unsafe class Region : IDisposable
         _runtime.SendPrefetch(this, Faults.PagerProtocol.MessageType.CancelPrefetch, 0, 0);
     }
 
+    /// <summary>
+    /// Drops the pages of [offset, offset+length) (whole pages only: the range must be page-aligned): their memory is
+    /// freed and the next touch fills them again from the store. Writes to those pages are discarded with them.
+    /// Shmem/hugetlbfs: the page cache is punched out of the memfd and the mappings dropped; anonymous: the pages are
+    /// dropped with MADV_DONTNEED. (Any pager fill racing with this is safe: a page whose bit is set but whose page-cache
+    /// page is gone is filled again, see the fault loop.)
+    /// </summary>
+    public void Discard(long offset, long length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (offset < 0 || length < 0 || offset % PageSize != 0 || length % PageSize != 0 || offset + length > Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset + length}) must be whole {PageSize}-byte pages inside the region's {Length} bytes");
+        }
+        if (length == 0)
+        {
+            return;
+        }
+        long first = offset / PageSize, count = length / PageSize;
+        for (long p = first; p < first + count; p++)
+        {
+            _control.ClearFilled(p);
+        }
+        if (_memfd is not null && Libc.Fallocate(_memfd.Fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, length) != 0)
+        {
+            throw Libc.Error($"fallocate(PUNCH_HOLE) of {length} bytes at {offset}");
+        }
+        if (Libc.Madvise(_user.Address + (nint)offset, (nuint)length, Libc.MADV_DONTNEED) != 0)
+        {
+            throw Libc.Error($"madvise(DONTNEED) of {length} bytes at {offset}");
+        }
+    }
+
     /// <summary>The fds the pager needs: the control block, and the memfd for shmem/hugetlbfs.</summary>
     internal int[] FdsForPager => _memfd is null ? [_controlFd.Fd] : [_controlFd.Fd, _memfd.Fd];
 

@@ -53,8 +53,11 @@ internal sealed unsafe class ServedRegion : IDisposable
 /// <summary>A region's batching settings in pages, as the pager uses them (from <see cref="PrefetchOptions"/>).</summary>
 internal readonly record struct RegionPolicy(bool ReadAhead, long BlockPages, long MaxWindowPages, bool StreamAll)
 {
+    /// <summary>Read-ahead is for 4 KiB arenas. A hugetlbfs fault already brings 2 MiB, and one background chunk is a
+    /// whole huge page (~0.3 ms to fill), which an urgent fault then waits behind: measured slower with read-ahead on
+    /// (docs/BENCHMARKS.md, hugetlb rows). Prefetch and StreamAll still work there.</summary>
     public static RegionPolicy From(PrefetchOptions o, int pageSize) => new(
-        o.ReadAhead,
+        o.ReadAhead && pageSize <= 64 * 1024,
         Math.Max(1, o.FaultAroundBytes / pageSize),
         Math.Max(1, o.MaxReadAheadBytes / pageSize),
         o.StreamAll);
