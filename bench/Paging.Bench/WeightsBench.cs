@@ -36,6 +36,11 @@ internal static unsafe class WeightsBench
             var rows = new List<Row>();
             using var runtime = PagingRuntime.Start();
             long length = new FileInfo(file!).Length;
+            // Untimed: JIT the parser and the pager's fault path once, so "first tensor" measures paging, not JIT.
+            using (var warm = WeightsModel.Open(runtime, file!))
+            {
+                Touch(warm.Tensors[Math.Min(1, warm.Tensors.Count - 1)], firstPageOnly: true);
+            }
             err.Progress().AutoClear(true).Start(ctx =>
             {
                 var caches = hotOnly ? new[] { "hot" } : ["hot", "cold"];
