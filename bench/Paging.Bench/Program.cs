@@ -248,45 +248,23 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         return result;
     }
 
-    private Result MeasureMmap(int fd, long fileSize, long[] offsets, string pattern, bool generated)
+    private Result MeasureMmap(int fd, long fileSize, long[] offsets, string pattern, bool generated) =>
+        MeasureKernelMapping("kernel/mmap", "file mmap", "file", Libc.PROT_READ, Libc.MAP_SHARED, fd, fileSize, offsets, pattern,
+            sum => Verify("file", offsets, sum, generated));
+
+    private Result MeasureAnonymous(long length, long[] offsets, string pattern) =>
+        MeasureKernelMapping("kernel/anon", "anon first touch", "zero", Libc.PROT_READ | Libc.PROT_WRITE,
+            Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, length, offsets, pattern, sum => sum == 0);
+
+    /// <summary>A kernel baseline: the same touches through a plain mapping (the kernel's own faults, fault-around and
+    /// read-ahead). "refault" drops the mapping's PTEs after a first pass, as the Paging scenario does.</summary>
+    private Result MeasureKernelMapping(string scenario, string arena, string backend, int prot, int flags, int fd, long length,
+        long[] offsets, string pattern, Func<ulong, bool> verify)
     {
-        nint map = Libc.Mmap(0, (nuint)fileSize, Libc.PROT_READ, Libc.MAP_SHARED, fd, 0);
+        nint map = Libc.Mmap(0, (nuint)length, prot, flags, fd, 0);
         if (map == Libc.MAP_FAILED)
         {
-            throw Libc.Error("mmap of the data file");
-        }
-        try
-        {
-            var latencies = new long[offsets.Length];
-            if (pattern == "refault")
-            {
-                Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
-                _ = Libc.Madvise(map, (nuint)fileSize, Libc.MADV_DONTNEED);
-            }
-            long before = Scenarios.KernelFaults();
-            var (seconds, sum) = Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
-            return Make("kernel/mmap", "file mmap", "file", pattern, offsets, latencies, seconds, Scenarios.KernelFaults() - before, Verify("file", offsets, sum, generated));
-        }
-        finally
-        {
-            _ = Libc.Munmap(map, (nuint)fileSize);
-        }
-    }
-
-    private Result MeasurePread(int fd, long[] offsets, string pattern, bool generated)
-    {
-        var latencies = new long[offsets.Length];
-        bool large = pattern == "cold";
-        var (seconds, sum) = large ? Scenarios.PreadLarge(fd, offsets, latencies) : Scenarios.Pread(fd, offsets, latencies);
-        return Make(large ? "kernel/pread-1MiB" : "kernel/pread", large ? "pread 1 MiB" : "pread 4K", "file", pattern, offsets, latencies, seconds, 0, Verify("file", offsets, sum, generated));
-    }
-
-    private Result MeasureAnonymous(long length, long[] offsets, string pattern)
-    {
-        nint map = Libc.Mmap(0, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
-        if (map == Libc.MAP_FAILED)
-        {
-            throw Libc.Error("mmap of the anonymous baseline");
+            throw Libc.Error($"mmap for the {scenario} baseline");
         }
         try
         {
@@ -298,12 +276,20 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             }
             long before = Scenarios.KernelFaults();
             var (seconds, sum) = Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
-            return Make("kernel/anon", "anon first touch", "zero", pattern, offsets, latencies, seconds, Scenarios.KernelFaults() - before, sum == 0);
+            return Make(scenario, arena, backend, pattern, offsets, latencies, seconds, Scenarios.KernelFaults() - before, verify(sum));
         }
         finally
         {
             _ = Libc.Munmap(map, (nuint)length);
         }
+    }
+
+    private Result MeasurePread(int fd, long[] offsets, string pattern, bool generated)
+    {
+        var latencies = new long[offsets.Length];
+        bool large = pattern == "cold";
+        var (seconds, sum) = large ? Scenarios.PreadLarge(fd, offsets, latencies) : Scenarios.Pread(fd, offsets, latencies);
+        return Make(large ? "kernel/pread-1MiB" : "kernel/pread", large ? "pread 1 MiB" : "pread 4K", "file", pattern, offsets, latencies, seconds, 0, Verify("file", offsets, sum, generated));
     }
 
     private Result Make(string scenario, string arena, string backend, string pattern, long[] offsets, long[] latencies, double seconds, long faults, bool verified)

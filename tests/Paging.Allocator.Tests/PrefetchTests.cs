@@ -2,7 +2,7 @@ using Paging.Testing;
 
 namespace Paging.Allocator.Tests;
 
-[Collection("runtime")]
+[Collection("serial")]
 public sealed unsafe class PrefetchTests(RuntimeFixture fixture)
 {
     private readonly PagingRuntime _runtime = fixture.Runtime;
@@ -40,8 +40,10 @@ public sealed unsafe class PrefetchTests(RuntimeFixture fixture)
         Assert.True(s.Faults * 8 < pages, $"{s.Faults} faults for {pages} sequential pages: read-ahead did not batch");
         Assert.True(s.PagesPrefetched > pages / 2);
         Assert.True(s.SequentialHits > 0);
-        // Everything in the file was read exactly once; nothing past the region's end was asked for.
-        Assert.Equal(file.Length, s.BytesRead);
+        // Everything in the file was read once; nothing past the region's end was asked for. (An anonymous page whose
+        // fault message raced with read-ahead is read again and then refused by UFFDIO_COPY with EEXIST: counted as a
+        // stale fault, never mapped over the page.)
+        Assert.InRange(s.BytesRead, file.Length, file.Length + s.StaleFaults * 4096 * 16);
     }
 
     [Theory]
@@ -93,6 +95,8 @@ public sealed unsafe class PrefetchTests(RuntimeFixture fixture)
         Run.Within(TimeSpan.FromSeconds(30), () => Run.AssertMatchesFile(region.AsSpan(0, (int)region.Length), 0, file, "whole region"), "verify");
         Assert.Equal(faultsBefore, region.Statistics.Faults); // pre-mapped: touching it all faulted nothing
         Assert.Equal(0, region.Statistics.Errors);
+        // Neither faults nor streaming allocate per page (12,288 pages; see RegionTests for the one-time bytes).
+        Assert.True(region.Statistics.ManagedBytesAllocated < 1024, $"{region.Statistics.ManagedBytesAllocated} bytes allocated on the fault path");
     }
 
     [Fact]

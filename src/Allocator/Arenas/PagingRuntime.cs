@@ -237,38 +237,87 @@ public sealed unsafe class PagingRuntime : IDisposable
     private void SendAdd(PagerProcess pager, Region region)
     {
         var message = AddMessage(region, pager.NextRequestId(), out int length);
-        pager.Request(message.AsSpan(0, length), region.FdsForPager, _options.RequestTimeout, $"add region {region.Id} ({region.Arena}, {region.Store})");
+        pager.Request(message.AsSpan(0, length), region.FdsForPager, _options.RequestTimeout, AddWhat(region));
     }
+
+    private static string AddWhat(Region region) => $"add region {region.Id} ({region.Arena}, {region.Store})";
 
     private void AddToPagersLocked(Region region)
     {
         EnsurePagersLocked();
-        try
-        {
-            SendAdd(_active!, region);
-        }
-        catch (PagerException) when (_active!.HasExited)
-        {
-            // The active pager died under us: fail over (the standby does not know this region yet) and retry once.
-            EnsurePagersLocked();
-            SendAdd(_active!, region);
-        }
-        if (_standby is { } standby && standby != _active)
+        var active = _active!;
+        var standby = _standby != active ? _standby : null;
+        string what = AddWhat(region);
+        // Both pagers build the region at once, so creating a region costs one round trip, not two.
+        bool standbyPending = false;
+        if (standby is not null)
         {
             try
             {
-                SendAdd(standby, region);
+                var message = AddMessage(region, standby.NextRequestId(), out int length);
+                standby.Send(message.AsSpan(0, length), region.FdsForPager, what);
+                standbyPending = true;
             }
             catch (PagerException e)
             {
-                // A standby missing a region must never take over: drop it; the supervisor starts a fresh one.
-                _logger.LogWarning("dropping the standby pager {Pid}: {Error}", standby.Pid, e.Message);
-                standby.Kill();
-                standby.Dispose();
-                _standby = null;
-                Signal();
+                DropStandbyLocked(standby, e);
+                standby = null;
             }
         }
+        try
+        {
+            SendAdd(active, region);
+        }
+        catch (PagerException) when (active.HasExited)
+        {
+            // The active pager died under us: fail over and finish the add on whoever serves now.
+            EnsurePagersLocked();
+            if (_active == standby && standbyPending)
+            {
+                _active!.AwaitReply(_options.RequestTimeout, what); // the promoted standby already got this region
+                standbyPending = false;
+            }
+            else
+            {
+                SendAdd(_active!, region);
+            }
+        }
+        if (standbyPending)
+        {
+            try
+            {
+                standby!.AwaitReply(_options.RequestTimeout, what);
+            }
+            catch (PagerException e)
+            {
+                DropStandbyLocked(standby!, e);
+            }
+        }
+        // A standby started during a failover above replayed the regions without this one.
+        if (_standby is { } fresh && fresh != _active && fresh != standby)
+        {
+            try
+            {
+                SendAdd(fresh, region);
+            }
+            catch (PagerException e)
+            {
+                DropStandbyLocked(fresh, e);
+            }
+        }
+    }
+
+    /// <summary>A standby missing a region must never take over: kill it; the supervisor starts a fresh one.</summary>
+    private void DropStandbyLocked(PagerProcess standby, PagerException why)
+    {
+        _logger.LogWarning("dropping the standby pager {Pid}: {Error}", standby.Pid, why.Message);
+        standby.Kill();
+        standby.Dispose();
+        if (_standby == standby)
+        {
+            _standby = null;
+        }
+        Signal();
     }
 
     internal void RemoveRegion(Region region)

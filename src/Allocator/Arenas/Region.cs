@@ -142,7 +142,7 @@ public sealed unsafe class Region : IDisposable
         ReadStat(RegionStat.PagesFilled), ReadStat(RegionStat.ZeroPagesFilled), ReadStat(RegionStat.BytesRead), ReadStat(RegionStat.Resolutions),
         ReadStat(RegionStat.AlreadyPresent), ReadStat(RegionStat.Retries), ReadStat(RegionStat.Errors), ReadStat(RegionStat.Poisoned),
         ReadStat(RegionStat.Recoveries), ReadStat(RegionStat.PagesPrefetched), ReadStat(RegionStat.SequentialHits),
-        ReadStat(RegionStat.PrefetchLate), ReadStat(RegionStat.StaleFaults));
+        ReadStat(RegionStat.PrefetchLate), ReadStat(RegionStat.StaleFaults), ReadStat(RegionStat.ManagedBytesAllocated));
 
     /// <summary>How many of the pages in [firstPage, firstPage+count) the pager has filled.</summary>
     public long CountFilledPages(long firstPage, long count)

@@ -21,7 +21,7 @@ public sealed class RegionOptions
 public readonly record struct RegionStatistics(
     long MissingFaults, long MinorFaults, long Messages, long Batches, long PagesFilled, long ZeroPagesFilled, long BytesRead,
     long Resolutions, long AlreadyPresent, long Retries, long Errors, long Poisoned, long Recoveries,
-    long PagesPrefetched, long SequentialHits, long PrefetchLate, long StaleFaults)
+    long PagesPrefetched, long SequentialHits, long PrefetchLate, long StaleFaults, long ManagedBytesAllocated)
 {
     /// <summary>Pages filled because a thread faulted on them (the rest were read ahead or streamed).</summary>
     public long PagesOnDemand => PagesFilled - PagesPrefetched;

@@ -137,6 +137,13 @@ internal sealed unsafe class FaultService : IDisposable
         _messages = (Libc.UffdMsg*)NativeMemory.AlignedAlloc((nuint)(BatchMessages * sizeof(Libc.UffdMsg)), 64);
         _keys = (ulong*)NativeMemory.AlignedAlloc(BatchMessages * sizeof(ulong), 64);
         _copyBuffer = (byte*)NativeMemory.AlignedAlloc(MaxRunBytes, 4096);
+        // Run the fault path's one-time initialisations now (the instruments, the span sort's comparer, PageCopy's
+        // path selection), so they are not charged to the first fault: the fault path itself allocates nothing.
+        _ = PagerMetrics.ServiceTime.Enabled;
+        Span<ulong> warm = [2, 1];
+        warm.Sort();
+        _ = PageCopy.IsZero(_copyBuffer, 64, PageCopy.Best);
+        _ = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp()).TotalNanoseconds;
         _thread = new Thread(Run) { IsBackground = true, Name = "paging-faults" };
         _thread.Start();
     }
@@ -211,7 +218,10 @@ internal sealed unsafe class FaultService : IDisposable
             }
             if (_active && (pfd[1].Revents & Libc.POLLIN) != 0)
             {
-                ServeBatch();
+                if (ServeBatch() && !background && SpinNanoseconds > 0)
+                {
+                    SpinForMore();
+                }
             }
             else if (background && WorkCount > 0)
             {
@@ -335,7 +345,21 @@ internal sealed unsafe class FaultService : IDisposable
         return null;
     }
 
-    private void ServeBatch()
+    private bool ServeBatch()
+    {
+        // The fault path must not allocate: what this thread allocated per batch is counted in the region's
+        // control block (ManagedBytesAllocated), so tests and dotnet-counters can prove it stays zero.
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        bool served = ServeBatchCore();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+        if (allocated != 0)
+        {
+            _last?.Control.Add(RegionStat.ManagedBytesAllocated, allocated);
+        }
+        return served;
+    }
+
+    private bool ServeBatchCore()
     {
         nint got = Libc.Read(_uffd, _messages, (nuint)(BatchMessages * sizeof(Libc.UffdMsg)));
         if (got <= 0)
@@ -346,7 +370,7 @@ internal sealed unsafe class FaultService : IDisposable
                 _logger.LogError("read(userfaultfd) failed: {Error}", Libc.Error(errno, "read").Message);
                 _stopping = errno == Errno.EBADF;
             }
-            return;
+            return false;
         }
         long batchStart = Stopwatch.GetTimestamp();
         int count = (int)(got / sizeof(Libc.UffdMsg));
@@ -435,7 +459,36 @@ internal sealed unsafe class FaultService : IDisposable
         {
             _last?.Control.Add(RegionStat.Batches, 1);
         }
+        return true;
     }
+
+    /// <summary>
+    /// After a batch, keep reading the uffd (non-blocking) for up to <see cref="SpinNanoseconds"/> before sleeping in
+    /// poll: a thread woken from a fault often faults again within a few tens of µs, and a pager that is still awake
+    /// saves its own wake-up — on this VM waking a halted vCPU costs ~30 µs of a ~60 µs round trip (limits rows 4.1
+    /// vs 4.7: 58 µs blocking, 18 µs with the handler spinning). Bounded, so an idle pager burns at most one spin.
+    /// </summary>
+    private void SpinForMore()
+    {
+        long spin = SpinNanoseconds * Stopwatch.Frequency / 1_000_000_000;
+        long deadline = Stopwatch.GetTimestamp() + spin;
+        while (Stopwatch.GetTimestamp() < deadline && !_stopping && WorkCount == 0 && _commands.IsEmpty)
+        {
+            if (ServeBatch())
+            {
+                deadline = Stopwatch.GetTimestamp() + spin;
+            }
+            else
+            {
+                Thread.SpinWait(32);
+            }
+        }
+    }
+
+    /// <summary>How long the fault thread polls the uffd after a batch before sleeping (PAGING_PAGER_SPIN_US, default
+    /// 60 µs: covers the ~30 µs wake of the faulting thread plus its next touch; 0 disables).</summary>
+    internal static long SpinNanoseconds { get; } =
+        long.TryParse(Environment.GetEnvironmentVariable("PAGING_PAGER_SPIN_US"), out long us) && us >= 0 ? us * 1000 : 60_000;
 
     // ---------- making pages present ----------
 
@@ -519,6 +572,17 @@ internal sealed unsafe class FaultService : IDisposable
 
     private void BackgroundStep()
     {
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        var region = BackgroundStepCore();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+        if (allocated != 0)
+        {
+            region.Control.Add(RegionStat.ManagedBytesAllocated, allocated);
+        }
+    }
+
+    private ServedRegion BackgroundStepCore()
+    {
         var queue = _readAhead.Count > 0 ? _readAhead : _prefetch;
         ref var w = ref queue.Front;
         var r = w.Region;
@@ -530,6 +594,7 @@ internal sealed unsafe class FaultService : IDisposable
             queue.Pop();
         }
         MakePresent(r, next, end, 0, 0);
+        return r;
     }
 
     // ---------- shmem / hugetlbfs: fill the page cache through the staging mapping, then UFFDIO_CONTINUE ----------

@@ -109,6 +109,13 @@ internal sealed unsafe class PagerProcess : IDisposable
     /// refuses it, exits, or does not answer within <paramref name="timeout"/>.</summary>
     public void Request(ReadOnlySpan<byte> message, ReadOnlySpan<int> fds, TimeSpan timeout, string what)
     {
+        Send(message, fds, what);
+        AwaitReply(timeout, what);
+    }
+
+    /// <summary>Sends a request without waiting (pair it with <see cref="AwaitReply"/>).</summary>
+    public void Send(ReadOnlySpan<byte> message, ReadOnlySpan<int> fds, string what)
+    {
         try
         {
             Channel.Send(message, fds);
@@ -117,6 +124,11 @@ internal sealed unsafe class PagerProcess : IDisposable
         {
             throw WentAway(what, e);
         }
+    }
+
+    /// <summary>Waits for the reply to the request sent last.</summary>
+    public void AwaitReply(TimeSpan timeout, string what)
+    {
         Span<int> received = stackalloc int[PagerProtocol.MaxFds];
         int n = Channel.Receive(_buffer, received, out int count, (int)timeout.TotalMilliseconds, Pidfd.Fd);
         for (int i = 0; i < count; i++)

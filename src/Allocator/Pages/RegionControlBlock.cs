@@ -17,6 +17,8 @@ internal enum RegionStat
     /// <summary>Faults whose page was already mapped when the message was read (another thread's fault or
     /// read-ahead got there first): resolved with a wake.</summary>
     StaleFaults,
+    /// <summary>Managed bytes the pager's fault thread allocated while serving this region's faults (should stay 0).</summary>
+    ManagedBytesAllocated,
     Count,
 }
 
