@@ -148,8 +148,6 @@ internal sealed unsafe class FaultService : IDisposable
         _thread.Start();
     }
 
-    public bool IsActive => _active;
-
     private abstract class Command
     {
         public readonly ManualResetEventSlim Done = new();

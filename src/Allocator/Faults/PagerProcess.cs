@@ -103,8 +103,6 @@ internal sealed unsafe class PagerProcess : IDisposable
 
     public ulong NextRequestId() => ++_nextRequest;
 
-    public byte[] Scratch => _buffer;
-
     /// <summary>Sends one request and waits for its reply; throws <see cref="PagerException"/> when the pager
     /// refuses it, exits, or does not answer within <paramref name="timeout"/>.</summary>
     public void Request(ReadOnlySpan<byte> message, ReadOnlySpan<int> fds, TimeSpan timeout, string what)

@@ -24,14 +24,6 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, EntryPoint = "pwrite", SetLastError = true)]
     internal static partial nint Pwrite(int fd, void* buffer, nuint count, long offset);
 
-    [LibraryImport(Name, EntryPoint = "fstat", SetLastError = true)]
-    internal static partial int Fstat(int fd, void* statBuffer);
-
-    /// <summary>Size of a file descriptor's file through lseek(SEEK_END), which needs no struct stat layout.</summary>
-    [LibraryImport(Name, EntryPoint = "lseek", SetLastError = true)]
-    internal static partial long Lseek(int fd, long offset, int whence);
-
-    internal const int SEEK_SET = 0, SEEK_END = 2;
 }
 
 internal static unsafe partial class Libc

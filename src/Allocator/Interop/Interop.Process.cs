@@ -10,11 +10,6 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, EntryPoint = "kill", SetLastError = true)]
     internal static partial int Kill(int pid, int signal);
 
-    [LibraryImport(Name, EntryPoint = "getpid")]
-    internal static partial int Getpid();
-
-    [LibraryImport(Name, EntryPoint = "sched_getcpu")]
-    internal static partial int SchedGetcpu();
 }
 
 internal static unsafe partial class Libc
