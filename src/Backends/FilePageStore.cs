@@ -7,7 +7,7 @@ namespace Paging.Backends;
 /// straight into the destination (for shmem and hugetlbfs that is the page cache of the arena itself: no bounce
 /// buffer); bytes past end-of-file read as zeros, and a read wholly past it is reported as a zero page.
 /// </summary>
-public sealed class FilePageStore : IPageStore
+public sealed class FilePageStore : IFileBackedPageStore
 {
     private readonly SafeFileHandle _file;
 
@@ -20,7 +20,7 @@ public sealed class FilePageStore : IPageStore
         CanWrite = writable;
         try
         {
-            _file = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            _file = System.IO.File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -47,7 +47,10 @@ public sealed class FilePageStore : IPageStore
     /// <summary>The file.</summary>
     public string Path { get; }
 
-    /// <summary>The file offset of region offset 0.</summary>
+    /// <inheritdoc />
+    public SafeFileHandle File => _file;
+
+    /// <inheritdoc />
     public long FileOffset { get; }
 
     /// <summary>Bytes of the file from <see cref="FileOffset"/> to its current end.</summary>

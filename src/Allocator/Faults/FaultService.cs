@@ -126,6 +126,9 @@ internal sealed unsafe class FaultService : IDisposable
     private ServedRegion? _last;
     private volatile bool _active;
     private volatile bool _stopping;
+    private int _pipeRead = -1;
+    private int _pipeWrite = -1;
+    private int _pipeCapacity;
 
     public FaultService(int uffd, UffdFeatures features, bool active, ILogger logger)
     {
@@ -602,6 +605,25 @@ internal sealed unsafe class FaultService : IDisposable
         long offset = page << r.PageShift;
         int length = checked((int)(count << r.PageShift));
         var destination = new Span<byte>(r.Staging!.Pointer + offset, length);
+        if (r.Kind == ArenaKind.Shmem && r.Store is IFileBackedPageStore file && r.Memfd is not null && TrySpliceFill(r, file, offset, length, out long copied))
+        {
+            if (copied < length)
+            {
+                // Past end-of-file: zeros (also erasing anything a crashed pager left in those pages).
+                destination[(int)copied..].Clear();
+            }
+            if (copied == 0)
+            {
+                r.Control.Add(RegionStat.ZeroPagesFilled, count);
+            }
+            // Counted in whole pages, as the pread path counts what it asked for (a partial last page is a page read).
+            long read = Math.Min(length, (copied + r.PageSize - 1) & ~(long)(r.PageSize - 1));
+            r.Control.Add(RegionStat.BytesRead, read);
+            PagerMetrics.BytesRead.Add(read);
+            r.Control.Add(RegionStat.PagesFilled, count);
+            r.Control.MarkFilled(page, count);
+            return true;
+        }
         // Allocate and map the run's page-cache pages in one call: otherwise every 4 KiB of the staging write takes
         // its own kernel page fault on the way (the staging mapping is not registered, so the kernel serves them).
         _ = Libc.Madvise((nint)(r.Staging.Pointer + offset), (nuint)length, Libc.MADV_POPULATE_WRITE);
@@ -619,6 +641,83 @@ internal sealed unsafe class FaultService : IDisposable
         r.Control.Add(RegionStat.PagesFilled, count);
         r.Control.MarkFilled(page, count);
         return true;
+    }
+
+    /// <summary>
+    /// Copies [offset, offset+length) of a file-backed store into the shmem memfd with splice(2) (file → pipe → memfd,
+    /// explicit offsets on both ends): a kernel-side copy that takes no page faults in the staging mapping. Returns
+    /// false, having possibly written part of the range, when splice fails; the caller then fills the whole range the
+    /// ordinary way (pread with retries, poisoning), which overwrites it. <paramref name="copied"/> stops short at EOF.
+    /// (hugetlbfs has no write path, so it always takes the pread route.)
+    /// </summary>
+    private bool TrySpliceFill(ServedRegion r, IFileBackedPageStore store, long offset, int length, out long copied)
+    {
+        copied = 0;
+        if (_pipeWrite < 0 && !OpenPipe())
+        {
+            return false;
+        }
+        int fileFd = (int)store.File.DangerousGetHandle();
+        long inOffset = store.FileOffset + offset;
+        long outOffset = offset;
+        while (copied < length)
+        {
+            nint n = Libc.Splice(fileFd, &inOffset, _pipeWrite, null, (nuint)Math.Min(length - copied, _pipeCapacity), Libc.SPLICE_F_MOVE);
+            if (n == 0)
+            {
+                break; // end of file
+            }
+            if (n < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == Errno.EINTR)
+                {
+                    continue;
+                }
+                return false; // nothing is in the pipe: the pread path reports the error with retries
+            }
+            long inPipe = n;
+            while (inPipe > 0)
+            {
+                nint m = Libc.Splice(_pipeRead, null, r.Memfd!.Fd, &outOffset, (nuint)inPipe, Libc.SPLICE_F_MOVE);
+                if (m <= 0)
+                {
+                    if (m < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR)
+                    {
+                        continue;
+                    }
+                    ClosePipe(); // bytes may be stranded in it: start the next fill with an empty pipe
+                    return false;
+                }
+                inPipe -= m;
+            }
+            copied += n;
+        }
+        return true;
+    }
+
+    private bool OpenPipe()
+    {
+        int* fds = stackalloc int[2];
+        if (Libc.Pipe2(fds, Libc.O_CLOEXEC) != 0)
+        {
+            return false;
+        }
+        _pipeRead = fds[0];
+        _pipeWrite = fds[1];
+        // A pipe holds 64 KiB by default; make one fill run (up to MaxRunBytes) one splice pair.
+        int size = Libc.Fcntl(_pipeWrite, Libc.F_SETPIPE_SZ, MaxRunBytes);
+        _pipeCapacity = size > 0 ? size : 65536;
+        return true;
+    }
+
+    private void ClosePipe()
+    {
+        if (_pipeWrite >= 0)
+        {
+            _ = Libc.Close(_pipeRead);
+            _ = Libc.Close(_pipeWrite);
+            _pipeRead = _pipeWrite = -1;
+        }
     }
 
     /// <summary>Maps filled pages with UFFDIO_CONTINUE (DONTWAKE: the caller wakes the faulting pages once).
@@ -840,6 +939,7 @@ internal sealed unsafe class FaultService : IDisposable
         }
         _regions = [];
         _eventfd.Dispose();
+        ClosePipe();
         NativeMemory.AlignedFree(_messages);
         NativeMemory.AlignedFree(_keys);
         NativeMemory.AlignedFree(_copyBuffer);

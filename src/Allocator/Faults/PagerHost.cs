@@ -224,22 +224,24 @@ public static class PagerHost
             var control = RegionControlBlock.Attach(ctlFd.Fd, pages);
             Mapping? staging = null;
             IPageStore? store = null;
+            FileDescriptor? memfd = null;
             try
             {
                 if (kind != ArenaKind.Anonymous)
                 {
-                    using var memfd = Take(owned, 1, "the region's memfd");
+                    memfd = Take(owned, 1, "the region's memfd");
                     staging = Mapping.Map((long)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_NORESERVE, memfd.Fd, 0,
                         "mmap of the staging mapping");
                 }
                 store = registry.Create(new PageStoreContext(descriptor, (long)length, pageSize));
-                Faults.Add(new ServedRegion(id, kind, address, length, pageSize, control, staging, store, storeKind, policy));
+                Faults.Add(new ServedRegion(id, kind, address, length, pageSize, control, staging, store, storeKind, policy, memfd));
                 logger.LogDebug("region {Id}: {Kind} {Length} bytes at 0x{Address:x}, store {Store}", id, kind, length, address, descriptor);
             }
             catch
             {
                 store?.Dispose();
                 staging?.Dispose();
+                memfd?.Dispose();
                 control.Dispose();
                 throw;
             }

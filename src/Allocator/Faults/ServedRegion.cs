@@ -8,8 +8,9 @@ namespace Paging.Faults;
 internal sealed unsafe class ServedRegion : IDisposable
 {
     public ServedRegion(ulong id, ArenaKind kind, ulong start, ulong length, int pageSize, RegionControlBlock control,
-        Mapping? staging, IPageStore store, string storeName, RegionPolicy policy)
+        Mapping? staging, IPageStore store, string storeName, RegionPolicy policy, FileDescriptor? memfd = null)
     {
+        Memfd = memfd;
         Policy = policy;
         Pages = (long)(length / (ulong)pageSize);
         Id = id;
@@ -34,6 +35,9 @@ internal sealed unsafe class ServedRegion : IDisposable
     public int PageShift { get; }
     public RegionControlBlock Control { get; }
     public Mapping? Staging { get; }
+
+    /// <summary>The arena's memfd (shmem/hugetlbfs), kept for splice fills.</summary>
+    public FileDescriptor? Memfd { get; }
     public IPageStore Store { get; }
     public string StoreName { get; }
     public RegionPolicy Policy { get; }
@@ -46,6 +50,7 @@ internal sealed unsafe class ServedRegion : IDisposable
     {
         Store.Dispose();
         Staging?.Dispose();
+        Memfd?.Dispose();
         Control.Dispose();
     }
 }

@@ -31,3 +31,15 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, EntryPoint = "sync")]
     internal static partial void Sync();
 }
+
+internal static unsafe partial class Libc
+{
+    internal const int F_SETPIPE_SZ = 1031;
+    internal const uint SPLICE_F_MOVE = 1;
+
+    [LibraryImport(Name, EntryPoint = "pipe2", SetLastError = true)]
+    internal static partial int Pipe2(int* fds, int flags);
+
+    [LibraryImport(Name, EntryPoint = "splice", SetLastError = true)]
+    internal static partial nint Splice(int fdIn, long* offIn, int fdOut, long* offOut, nuint length, uint flags);
+}
