@@ -25,7 +25,7 @@ pairs = [
     ("paging/anonymous/zero/seq", "4.2", "anonymous, zero store: UFFDIO_ZEROPAGE per fault"),
     ("paging/anonymous/file/seq", "4.1", "anonymous, file store: pread 4 KiB + UFFDIO_COPY per fault"),
     ("paging/shmem/refault/seq", "5.1", "shmem, page in page cache (MINOR): UFFDIO_CONTINUE per fault"),
-    ("paging/shmem/file/seq", "5.1", "shmem, file store: pread into the page cache + CONTINUE per fault"),
+    ("paging/shmem/file/seq", "5.1", "shmem, file store: splice into the page cache + CONTINUE per fault"),
     ("paging/shmem/zero/seq", "5.1", "shmem, zero store: clear the page + CONTINUE per fault"),
 ]
 print(f"{'Paging scenario':34} {'ns/page':>9} {'p50 ns':>8} {'p99 ns':>8}   {'C row':6} {'C ns/page':>10} {'ratio':>6}  what")
