@@ -419,7 +419,7 @@ internal sealed class HugePages : IDisposable
             long total = long.Parse(previous) + pages;
             File.WriteAllText(Sysctl, total.ToString());
             var reservation = new HugePages(previous);
-            long free = FreeHugePages();
+            long free = ProcMeminfo.Read("HugePages_Free");
             if (free < pages)
             {
                 reservation.Dispose();
@@ -434,18 +434,6 @@ internal sealed class HugePages : IDisposable
             why = $"cannot raise {Sysctl} ({e.Message}): run as root";
             return null;
         }
-    }
-
-    private static long FreeHugePages()
-    {
-        foreach (var line in File.ReadLines("/proc/meminfo"))
-        {
-            if (line.StartsWith("HugePages_Free:", StringComparison.Ordinal))
-            {
-                return long.Parse(line["HugePages_Free:".Length..].Trim());
-            }
-        }
-        return 0;
     }
 
     public void Dispose() => File.WriteAllText(Sysctl, _previous);

@@ -25,17 +25,7 @@ public sealed class HugePageReservation : IDisposable
         return new HugePageReservation(previous);
     }
 
-    public static long Meminfo(string field)
-    {
-        foreach (var line in File.ReadLines("/proc/meminfo"))
-        {
-            if (line.StartsWith(field + ":", StringComparison.Ordinal))
-            {
-                return long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
-            }
-        }
-        return 0;
-    }
+    public static long Meminfo(string field) => Paging.Interop.ProcMeminfo.Read(field);
 
     public void Dispose() => File.WriteAllText(Sysctl, _previous.ToString(System.Globalization.CultureInfo.InvariantCulture));
 }

@@ -176,7 +176,7 @@ public sealed unsafe class PagingRuntime : IDisposable
             // SIGBUS at first touch. Shmem memfds are VM_NORESERVE already.
             int flags = Libc.MAP_SHARED | (huge ? 0 : Libc.MAP_NORESERVE);
             string? hint = huge
-                ? $"a {length >> 20} MiB hugetlbfs region needs {pages} free 2 MiB huge pages: raise /proc/sys/vm/nr_hugepages (now {ReadHugePages("HugePages_Free")} free of {ReadHugePages("HugePages_Total")})"
+                ? $"a {length >> 20} MiB hugetlbfs region needs {pages} free 2 MiB huge pages: raise /proc/sys/vm/nr_hugepages (now {ProcMeminfo.Read("HugePages_Free")} free of {ProcMeminfo.Read("HugePages_Total")})"
                 : null;
             var user = Mapping.Map(length, rw, flags, memfd.Fd, 0, $"mmap of a {length}-byte {kind} arena", hint);
             return (user, memfd);
@@ -186,24 +186,6 @@ public sealed unsafe class PagingRuntime : IDisposable
             memfd.Dispose();
             throw;
         }
-    }
-
-    private static string ReadHugePages(string field)
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/meminfo"))
-            {
-                if (line.StartsWith(field + ":", StringComparison.Ordinal))
-                {
-                    return line[(field.Length + 1)..].Trim();
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-        return "?";
     }
 
     private byte[] AddMessage(Region region, ulong requestId, out int length)

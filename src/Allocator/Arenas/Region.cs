@@ -118,11 +118,7 @@ public sealed unsafe class Region : IDisposable
         {
             return;
         }
-        long first = offset / PageSize, count = length / PageSize;
-        for (long p = first; p < first + count; p++)
-        {
-            _control.ClearFilled(p);
-        }
+        _control.ClearFilled(offset / PageSize, length / PageSize);
         if (_memfd is not null && Libc.Fallocate(_memfd.Fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, length) != 0)
         {
             throw Libc.Error($"fallocate(PUNCH_HOLE) of {length} bytes at {offset}");

@@ -64,10 +64,6 @@ internal sealed unsafe class PagerProcess : IDisposable
                 psi.ArgumentList.Add(inheritable.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 psi.ArgumentList.Add("--app-pid");
                 psi.ArgumentList.Add(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                // The pager is a latency-sensitive server with a small heap: no background GC thread competing
-                // with the fault thread on 2 vCPUs.
-                psi.Environment["DOTNET_gcConcurrent"] = "0";
-                psi.Environment["DOTNET_TieredPGO"] = "0";
                 process = Process.Start(psi) ?? throw new PagerException($"could not start the pager '{launch}'");
             }
             catch (System.ComponentModel.Win32Exception e)

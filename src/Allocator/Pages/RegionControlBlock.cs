@@ -114,7 +114,21 @@ internal sealed unsafe class RegionControlBlock : IDisposable
         }
     }
 
-    public void ClearFilled(long page) => Interlocked.And(ref _bitmap[page >> 6], ~(1UL << (int)(page & 63)));
+    public void ClearFilled(long page) => ClearFilled(page, 1);
+
+    /// <summary>Marks pages not filled (their page-cache pages were dropped): a word at a time, like <see cref="MarkFilled"/>.</summary>
+    public void ClearFilled(long first, long count)
+    {
+        long end = first + count;
+        while (first < end)
+        {
+            int bit = (int)(first & 63);
+            int n = (int)Math.Min(64 - bit, end - first);
+            ulong mask = n == 64 ? ulong.MaxValue : ((1UL << n) - 1) << bit;
+            Interlocked.And(ref _bitmap[first >> 6], ~mask);
+            first += n;
+        }
+    }
 
     /// <summary>Counts filled pages among [first, first+count) (a test and diagnostics helper; reads only that range).</summary>
     public long CountFilled(long first, long count)
