@@ -1,3 +1,4 @@
+using Paging.Backends;
 using System.Text.Json;
 using Paging.Interop;
 using Spectre.Console;
@@ -73,8 +74,8 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             }
             using var runtime = PagingRuntime.Start();
             WarmUp(runtime, path, huge is not null ? fileSize / (2 << 20) : 0);
-            int fd = Libc.Open(path, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
-            if (fd < 0)
+            var fd = Libc.Open(path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec, 0);
+            if (fd.IsInvalid)
             {
                 throw Libc.Error($"open({path})");
             }
@@ -86,7 +87,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             }
             finally
             {
-                Libc.Close(fd);
+                fd.Dispose();
             }
             Report(fileSize, generated);
             return 0;
@@ -110,13 +111,13 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     {
         if (hugePages > 0)
         {
-            int fd = Libc.MemfdCreate("paging-bench-warm", Libc.MFD_CLOEXEC | Libc.MFD_HUGETLB);
-            if (fd >= 0)
+            using var fd = Libc.MemfdCreate("paging-bench-warm", MemfdFlags.CloseOnExec | MemfdFlags.HugeTlb);
+            if (!fd.IsInvalid)
             {
                 long bytes = hugePages * (2 << 20);
                 if (Libc.Ftruncate(fd, bytes) == 0)
                 {
-                    nint map = Libc.Mmap(0, (nuint)bytes, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, fd, 0);
+                    nint map = Libc.Mmap(0, (nuint)bytes, Protection.ReadWrite, MapFlags.Shared, fd, 0);
                     if (map != Libc.MAP_FAILED)
                     {
                         for (long off = 0; off < bytes; off += 4096)
@@ -126,7 +127,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                         _ = Libc.Munmap(map, (nuint)bytes);
                     }
                 }
-                Libc.Close(fd);
+                fd.Dispose();
             }
         }
         foreach (var arena in options.Arenas)
@@ -144,7 +145,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
     }
 
-    private void RunAll(ProgressContext ctx, PagingRuntime runtime, string path, int fd, long fileSize, bool generated)
+    private void RunAll(ProgressContext ctx, PagingRuntime runtime, string path, FileDescriptor fd, long fileSize, bool generated)
     {
         foreach (string backend in options.Backends)
         {
@@ -207,7 +208,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
     }
 
-    private static void WarmFile(int fd, long size)
+    private static void WarmFile(FileDescriptor fd, long size)
     {
         const int chunk = 1 << 20;
         byte* buffer = (byte*)System.Runtime.InteropServices.NativeMemory.Alloc(chunk);
@@ -235,7 +236,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         if (pattern == "refault")
         {
             Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
-            _ = Libc.Madvise(region.Address, (nuint)region.Length, Libc.MADV_DONTNEED);
+            _ = Libc.Madvise(region.Address, (nuint)region.Length, Advice.DontNeed);
         }
         var before = region.Statistics;
         var (seconds, sum) = Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
@@ -248,20 +249,20 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         return result;
     }
 
-    private Result MeasureMmap(int fd, long fileSize, long[] offsets, string pattern, bool generated) =>
-        MeasureKernelMapping("kernel/mmap", "file mmap", "file", Libc.PROT_READ, Libc.MAP_SHARED, fd, fileSize, offsets, pattern,
+    private Result MeasureMmap(FileDescriptor fd, long fileSize, long[] offsets, string pattern, bool generated) =>
+        MeasureKernelMapping("kernel/mmap", "file mmap", "file", Protection.Read, MapFlags.Shared, fd, fileSize, offsets, pattern,
             sum => Verify("file", offsets, sum, generated));
 
     private Result MeasureAnonymous(long length, long[] offsets, string pattern) =>
-        MeasureKernelMapping("kernel/anon", "anon first touch", "zero", Libc.PROT_READ | Libc.PROT_WRITE,
-            Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, length, offsets, pattern, sum => sum == 0);
+        MeasureKernelMapping("kernel/anon", "anon first touch", "zero", Protection.ReadWrite,
+            MapFlags.Private | MapFlags.Anonymous | MapFlags.NoReserve, null, length, offsets, pattern, sum => sum == 0);
 
     /// <summary>A kernel baseline: the same touches through a plain mapping (the kernel's own faults, fault-around and
     /// read-ahead). "refault" drops the mapping's PTEs after a first pass, as the Paging scenario does.</summary>
-    private Result MeasureKernelMapping(string scenario, string arena, string backend, int prot, int flags, int fd, long length,
+    private Result MeasureKernelMapping(string scenario, string arena, string backend, Protection prot, MapFlags flags, FileDescriptor? fd, long length,
         long[] offsets, string pattern, Func<ulong, bool> verify)
     {
-        nint map = Libc.Mmap(0, (nuint)length, prot, flags, fd, 0);
+        nint map = fd is null ? Libc.Mmap(0, (nuint)length, prot, flags, -1, 0) : Libc.Mmap(0, (nuint)length, prot, flags, fd, 0);
         if (map == Libc.MAP_FAILED)
         {
             throw Libc.Error($"mmap for the {scenario} baseline");
@@ -272,7 +273,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             if (pattern == "refault")
             {
                 Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
-                _ = Libc.Madvise(map, (nuint)length, Libc.MADV_DONTNEED);
+                _ = Libc.Madvise(map, (nuint)length, Advice.DontNeed);
             }
             long before = Scenarios.KernelFaults();
             var (seconds, sum) = Scenarios.Touch((byte*)map, offsets, latencies, options.Threads);
@@ -284,7 +285,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
     }
 
-    private Result MeasurePread(int fd, long[] offsets, string pattern, bool generated)
+    private Result MeasurePread(FileDescriptor fd, long[] offsets, string pattern, bool generated)
     {
         var latencies = new long[offsets.Length];
         bool large = pattern == "cold";

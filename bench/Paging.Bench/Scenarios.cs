@@ -98,7 +98,7 @@ internal static unsafe partial class Scenarios
     }
 
     /// <summary>The pread baseline: each touch is one 4 KiB pread into a buffer.</summary>
-    public static (double Seconds, ulong Sum) Pread(int fd, long[] offsets, long[] latencies)
+    public static (double Seconds, ulong Sum) Pread(FileDescriptor fd, long[] offsets, long[] latencies)
     {
         byte* buffer = (byte*)NativeMemory.AlignedAlloc(Page, Page);
         try
@@ -124,7 +124,7 @@ internal static unsafe partial class Scenarios
     }
 
     /// <summary>The large-pread baseline for cold reads: 1 MiB preads in order over the touched span.</summary>
-    public static (double Seconds, ulong Sum) PreadLarge(int fd, long[] offsets, long[] latencies)
+    public static (double Seconds, ulong Sum) PreadLarge(FileDescriptor fd, long[] offsets, long[] latencies)
     {
         const int chunk = 1 << 20;
         byte* buffer = (byte*)NativeMemory.AlignedAlloc(chunk, Page);

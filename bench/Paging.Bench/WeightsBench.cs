@@ -155,13 +155,13 @@ internal static unsafe class WeightsBench
 
     private static long MmapTouch(string file, long length, bool willNeed)
     {
-        int fd = Libc.Open(file, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
-        nint map = Libc.Mmap(0, (nuint)length, Libc.PROT_READ, Libc.MAP_SHARED, fd, 0);
+        var fd = Libc.Open(file, OpenFlags.ReadOnly | OpenFlags.CloseOnExec, 0);
+        nint map = Libc.Mmap(0, (nuint)length, Protection.Read, MapFlags.Shared, fd, 0);
         try
         {
             if (willNeed)
             {
-                _ = Libc.Madvise(map, (nuint)length, Libc.MADV_WILLNEED);
+                _ = Libc.Madvise(map, (nuint)length, Advice.WillNeed);
             }
             ulong sum = 0;
             for (long off = 0; off < length; off += 4096)
@@ -174,7 +174,7 @@ internal static unsafe class WeightsBench
         finally
         {
             _ = Libc.Munmap(map, (nuint)length);
-            Libc.Close(fd);
+            fd.Dispose();
         }
     }
 
@@ -186,8 +186,8 @@ internal static unsafe class WeightsBench
         {
             tensors = [.. model.Header.Tensors];
         }
-        int fd = Libc.Open(file, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
-        nint map = Libc.Mmap(0, (nuint)length, Libc.PROT_READ, Libc.MAP_SHARED, fd, 0);
+        var fd = Libc.Open(file, OpenFlags.ReadOnly | OpenFlags.CloseOnExec, 0);
+        nint map = Libc.Mmap(0, (nuint)length, Protection.Read, MapFlags.Shared, fd, 0);
         try
         {
             long bytes = 0;
@@ -206,7 +206,7 @@ internal static unsafe class WeightsBench
         finally
         {
             _ = Libc.Munmap(map, (nuint)length);
-            Libc.Close(fd);
+            fd.Dispose();
         }
     }
 

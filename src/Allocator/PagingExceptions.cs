@@ -14,10 +14,10 @@ public class PagingException : Exception
 public sealed class PagingSystemException : PagingException
 {
     /// <summary>Creates the exception.</summary>
-    public PagingSystemException(string message, int errno) : base(message) => Errno = errno;
+    public PagingSystemException(string message, Errno errno) : base(message) => Errno = errno;
 
     /// <summary>The errno of the failed call.</summary>
-    public int Errno { get; }
+    public Errno Errno { get; }
 }
 
 /// <summary>The running kernel lacks a userfaultfd feature that the requested arena or operation needs.</summary>

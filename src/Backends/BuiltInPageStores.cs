@@ -1,10 +1,11 @@
+using Paging.Stores;
+
 namespace Paging.Backends;
 
-/// <summary>The stores every pager knows: "zero" and "file".</summary>
+/// <summary>The stores every pager knows: the core's "zero" and this assembly's kinds.</summary>
 public static class BuiltInPageStores
 {
     /// <summary>A registry with the built-in kinds.</summary>
     public static PageStoreRegistry CreateRegistry() => new PageStoreRegistry()
-        .Add("zero", c => new ZeroPageStore(c.RegionLength))
-        .Add("file", FilePageStore.Create);
+        .Add(FilePageStore.Kind, FilePageStore.Create);
 }

@@ -1,14 +1,35 @@
+using System.Globalization;
 using Microsoft.Win32.SafeHandles;
+using Paging.Stores;
 
 namespace Paging.Backends;
 
 /// <summary>
 /// A page-aligned slice of a file: region offset 0 is file offset <see cref="FileOffset"/>. Reads are pread(2)
 /// straight into the destination (for shmem and hugetlbfs that is the page cache of the arena itself: no bounce
-/// buffer); bytes past end-of-file read as zeros, and a read wholly past it is reported as a zero page.
+/// buffer); bytes past end-of-file read as zeros, and a read wholly past it is reported as a zero page. It offers
+/// <see cref="PageStoreCapabilities.FileSource"/>, so the engine fills shmem arenas with splice(2) (file → pipe →
+/// memfd, a kernel-side copy: 1.5 µs per 4 KiB page against 3.2 µs for a pread into the mapping, page cache hot,
+/// bench/probe-splice.py).
 /// </summary>
-public sealed class FilePageStore : IFileBackedPageStore
+public sealed class FilePageStore : IPageStore
 {
+    /// <summary>The store kind on the wire.</summary>
+    public const string Kind = "file";
+
+    /// <summary>The setting keys, defined once for the descriptor factory and the store factory.</summary>
+    public static class Settings
+    {
+        /// <summary>Absolute path of the file.</summary>
+        public const string Path = "path";
+
+        /// <summary>File offset of region offset 0 (page-aligned; default 0).</summary>
+        public const string Offset = "offset";
+
+        /// <summary>"true" opens the file for write-back (default "false").</summary>
+        public const string Writable = "writable";
+    }
+
     private readonly SafeFileHandle _file;
 
     /// <summary>Opens <paramref name="path"/>. Throws <see cref="PageStoreException"/> (Configuration) when it cannot be opened.</summary>
@@ -17,7 +38,7 @@ public sealed class FilePageStore : IFileBackedPageStore
         ArgumentOutOfRangeException.ThrowIfNegative(fileOffset);
         Path = path;
         FileOffset = fileOffset;
-        CanWrite = writable;
+        Capabilities = PageStoreCapabilities.FileSource | (writable ? PageStoreCapabilities.Write : 0);
         try
         {
             _file = System.IO.File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
@@ -26,38 +47,62 @@ public sealed class FilePageStore : IFileBackedPageStore
         {
             throw new PageStoreException(PageStoreError.Configuration, $"cannot open '{path}' for {(writable ? "read-write" : "reading")}: {e.Message}", e);
         }
+        FileSource = new FileSlice(_file, fileOffset);
     }
 
-    /// <summary>Builds a store from the settings path, offset (default 0) and writable (default false).</summary>
+    /// <summary>Describes a page-aligned slice of a file starting at <paramref name="offset"/>; pages past
+    /// end-of-file read as zeros. The file must exist; <paramref name="writable"/> opens it for write-back.</summary>
+    /// <exception cref="FileNotFoundException">the file does not exist.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">the offset is negative or not a multiple of 4 KiB (hugetlbfs
+    /// regions need a multiple of 2 MiB; the pager checks that when it builds the store).</exception>
+    public static PageStoreDescriptor Describe(string path, long offset = 0, bool writable = false)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        if (offset % Environment.SystemPageSize != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"the file offset must be a multiple of the page size ({Environment.SystemPageSize} bytes)");
+        }
+        var full = System.IO.Path.GetFullPath(path);
+        if (!System.IO.File.Exists(full))
+        {
+            throw new FileNotFoundException($"the page store file '{full}' does not exist", full);
+        }
+        return new(Kind, new Dictionary<string, string>
+        {
+            [Settings.Path] = full,
+            [Settings.Offset] = offset.ToString(CultureInfo.InvariantCulture),
+            [Settings.Writable] = writable ? "true" : "false",
+        });
+    }
+
+    /// <summary>Builds a store from a descriptor's settings (inside the pager).</summary>
     public static FilePageStore Create(PageStoreContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        string path = context.Require("path");
-        if (!long.TryParse(context.Get("offset", "0"), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out long offset) || offset < 0)
-        {
-            throw new PageStoreException(PageStoreError.Configuration, $"the file store's offset '{context.Get("offset", "")}' is not a non-negative integer");
-        }
+        string path = context.Require(Settings.Path);
+        long offset = context.GetInt64(Settings.Offset, 0, min: 0);
         if (offset % context.PageSize != 0)
         {
             throw new PageStoreException(PageStoreError.Configuration, $"the file store's offset {offset} is not a multiple of the page size {context.PageSize}");
         }
-        return new FilePageStore(path, offset, context.Get("writable", "false") == "true");
+        return new FilePageStore(path, offset, context.GetBoolean(Settings.Writable, false));
     }
 
     /// <summary>The file.</summary>
     public string Path { get; }
 
-    /// <inheritdoc />
-    public SafeFileHandle File => _file;
+    /// <summary>The file offset of store offset 0.</summary>
+    public long FileOffset { get; }
 
     /// <inheritdoc />
-    public long FileOffset { get; }
+    public FileSlice FileSource { get; }
 
     /// <summary>Bytes of the file from <see cref="FileOffset"/> to its current end.</summary>
     public long Length => Math.Max(0, RandomAccess.GetLength(_file) - FileOffset);
 
     /// <inheritdoc />
-    public bool CanWrite { get; }
+    public PageStoreCapabilities Capabilities { get; }
 
     /// <inheritdoc />
     public PageReadStatus Read(long offset, Span<byte> destination)
@@ -91,7 +136,7 @@ public sealed class FilePageStore : IFileBackedPageStore
     /// <inheritdoc />
     public void Write(long offset, ReadOnlySpan<byte> source)
     {
-        if (!CanWrite)
+        if ((Capabilities & PageStoreCapabilities.Write) == 0)
         {
             throw new PageStoreException(PageStoreError.ReadOnly, $"'{Path}' was opened read-only");
         }

@@ -1,35 +1,38 @@
 using Microsoft.Extensions.Logging;
 using Paging.Backends;
-using Paging.Faults;
+using Paging.Engine;
 
 namespace Paging.Pager;
 
 /// <summary>The pager executable: started by the library with an inherited socket; serves faults until the
-/// application exits. Log level from PAGING_PAGER_LOG (Trace..Critical, default Information), to stderr.</summary>
+/// application exits. Logs to stderr at the level the application sends in Hello (PagingRuntimeOptions.PagerLogLevel;
+/// Information until then).</summary>
 internal static class Program
 {
     private static int Main(string[] args)
     {
-        var level = Enum.TryParse<LogLevel>(Environment.GetEnvironmentVariable("PAGING_PAGER_LOG"), ignoreCase: true, out var l) ? l : LogLevel.Information;
-        using var loggerFactory = new StderrLoggerFactory(level);
-        return PagerHost.Run(args, BuiltInPageStores.CreateRegistry(), loggerFactory);
+        using var loggerFactory = new StderrLoggerFactory(LogLevel.Information);
+        return PagerHost.Run(args, BuiltInPageStores.CreateRegistry(), loggerFactory, level => loggerFactory.Minimum = level);
     }
 }
 
 /// <summary>A minimal stderr logger: the pager must not depend on a logging stack that could block it.</summary>
 internal sealed class StderrLoggerFactory(LogLevel minimum) : ILoggerFactory
 {
+    /// <summary>The level below which nothing is written; set once Hello arrives.</summary>
+    public LogLevel Minimum { get; set; } = minimum;
+
     public void AddProvider(ILoggerProvider provider) { }
 
-    public ILogger CreateLogger(string categoryName) => new StderrLogger(categoryName, minimum);
+    public ILogger CreateLogger(string categoryName) => new StderrLogger(categoryName, this);
 
     public void Dispose() { }
 
-    private sealed class StderrLogger(string category, LogLevel minimum) : ILogger
+    private sealed class StderrLogger(string category, StderrLoggerFactory factory) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= minimum;
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= factory.Minimum && logLevel != LogLevel.None;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {

@@ -1,5 +1,8 @@
 using System.Runtime.CompilerServices;
 
+using Paging.Backends;
+using Paging.Stores;
+
 namespace Paging.Weights;
 
 /// <summary>

@@ -1,4 +1,5 @@
-using Paging.Faults;
+using Paging.Engine;
+using Paging.Policies;
 
 namespace Paging.Allocator.Tests;
 

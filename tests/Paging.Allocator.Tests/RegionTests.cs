@@ -190,8 +190,14 @@ public sealed unsafe class RegionTests(RuntimeFixture fixture)
         Assert.Contains("multiple of", e1.Message);
         Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions { Length = 0 }));
         Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions { Length = -4096 }));
-        var e2 = Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions { Length = 1 << 20, Store = PageStoreDescriptor.File(file.Path, 100) }));
+        var e2 = Assert.Throws<ArgumentOutOfRangeException>(() => PageStoreDescriptor.File(file.Path, 100));
         Assert.Contains("offset", e2.Message);
+        // A 4 KiB-aligned offset is not enough for a hugetlbfs region: the pager's file store refuses it.
+        using (HugePageReservation.Reserve(1))
+        {
+            var e5 = Assert.Throws<PagerException>(() => _runtime.CreateRegion(new RegionOptions { Arena = ArenaKind.HugeTlb, Length = 2 << 20, Store = PageStoreDescriptor.File(file.Path, 4096) }));
+            Assert.Contains("not a multiple of the page size 2097152", e5.Message);
+        }
         var e3 = Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions { Arena = ArenaKind.HugeTlb, Length = 1 << 20 }));
         Assert.Contains("2097152", e3.Message);
         var e4 = Assert.Throws<FileNotFoundException>(() => PageStoreDescriptor.File("/nonexistent/paging/file.bin"));

@@ -54,8 +54,9 @@ public sealed class FileStoreTests
             registry.Create(new PageStoreContext(new PageStoreDescriptor("file", settings), 1 << 20, 4096)));
         Assert.Contains("'path'", Create([]).Message);
         Assert.Contains("not a multiple", Create(new() { ["path"] = file.Path, ["offset"] = "100" }).Message);
-        Assert.Contains("non-negative", Create(new() { ["path"] = file.Path, ["offset"] = "-4096" }).Message);
-        Assert.Contains("non-negative", Create(new() { ["path"] = file.Path, ["offset"] = "abc" }).Message);
+        Assert.Contains("'offset' is '-4096', not an integer in [0,", Create(new() { ["path"] = file.Path, ["offset"] = "-4096" }).Message);
+        Assert.Contains("'offset' is 'abc', not an integer", Create(new() { ["path"] = file.Path, ["offset"] = "abc" }).Message);
+        Assert.Contains("'writable' is 'yes', not true or false", Create(new() { ["path"] = file.Path, ["writable"] = "yes" }).Message);
         var unknown = Assert.Throws<PageStoreException>(() => registry.Create(new PageStoreContext(new PageStoreDescriptor("nfs"), 4096, 4096)));
         Assert.Contains("zero", unknown.Message);
     }

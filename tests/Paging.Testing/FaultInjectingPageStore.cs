@@ -8,9 +8,8 @@ namespace Paging.Testing;
 /// fail), <c>fail_times</c> (how many times, -1 = always; default -1), <c>error</c> (Io, Corrupt...).
 /// Also usable directly in the contract suite.
 /// </summary>
-public sealed class FaultInjectingPageStore : IPageStore
+public sealed class FaultInjectingPageStore : DelegatingPageStore
 {
-    private readonly IPageStore _inner;
     private readonly long _failOffset;
     private readonly PageStoreError _error;
     private int _failuresLeft;
@@ -18,15 +17,14 @@ public sealed class FaultInjectingPageStore : IPageStore
     public FaultInjectingPageStore(PageStoreContext context)
         : this(BuiltInPageStores.CreateRegistry().Create(new PageStoreContext(
                 new PageStoreDescriptor(context.Get("inner", "zero"), context.Settings), context.RegionLength, context.PageSize)),
-            long.Parse(context.Get("fail_offset", "-1"), System.Globalization.CultureInfo.InvariantCulture),
-            int.Parse(context.Get("fail_times", "-1"), System.Globalization.CultureInfo.InvariantCulture),
+            context.GetInt64("fail_offset", -1),
+            (int)context.GetInt64("fail_times", -1, min: -1, max: int.MaxValue),
             Enum.Parse<PageStoreError>(context.Get("error", "Io")))
     {
     }
 
-    public FaultInjectingPageStore(IPageStore inner, long failOffset, int failTimes, PageStoreError error)
+    public FaultInjectingPageStore(IPageStore inner, long failOffset, int failTimes, PageStoreError error) : base(inner)
     {
-        _inner = inner;
         _failOffset = failOffset;
         _failuresLeft = failTimes;
         _error = error;
@@ -34,11 +32,7 @@ public sealed class FaultInjectingPageStore : IPageStore
 
     public int Failures { get; private set; }
 
-    public long Length => _inner.Length;
-
-    public bool CanWrite => _inner.CanWrite;
-
-    public PageReadStatus Read(long offset, Span<byte> destination)
+    public override PageReadStatus Read(long offset, Span<byte> destination)
     {
         if (_failOffset >= 0 && offset <= _failOffset && _failOffset < offset + destination.Length && _failuresLeft != 0)
         {
@@ -51,10 +45,6 @@ public sealed class FaultInjectingPageStore : IPageStore
             destination.Fill(0xEE);
             throw new PageStoreException(_error, $"injected {_error} failure reading offset {offset}");
         }
-        return _inner.Read(offset, destination);
+        return Inner.Read(offset, destination);
     }
-
-    public void Write(long offset, ReadOnlySpan<byte> source) => _inner.Write(offset, source);
-
-    public void Dispose() => _inner.Dispose();
 }

@@ -64,7 +64,7 @@ public abstract class PageStoreContract
     public void WritesToAReadOnlyStoreFailWithReadOnly()
     {
         using var store = CreateStore(false, out _);
-        Assert.False(store.CanWrite);
+        Assert.Equal(PageStoreCapabilities.None, store.Capabilities & PageStoreCapabilities.Write);
         var e = Assert.Throws<PageStoreException>(() => store.Write(0, new byte[4096]));
         Assert.Equal(PageStoreError.ReadOnly, e.Error);
         Assert.False(e.IsTransient);
@@ -80,7 +80,7 @@ public abstract class PageStoreContract
             return;
         }
         using var store = CreateStore(true, out var expected);
-        Assert.True(store.CanWrite);
+        Assert.Equal(PageStoreCapabilities.Write, store.Capabilities & PageStoreCapabilities.Write);
         var page = new byte[4096];
         Array.Fill(page, (byte)0x42);
         store.Write(8192, page);

@@ -2,34 +2,32 @@ using System.Runtime.InteropServices;
 
 namespace Paging.Interop;
 
-/// <summary>Owns one file descriptor; closing it is the only way it is released.</summary>
+/// <summary>Owns one file descriptor; closing it is the only way it is released. P/Invokes take it (not an int), so
+/// the fd cannot be closed and reused under a call in flight.</summary>
 internal sealed class FileDescriptor : SafeHandle
 {
     public FileDescriptor(int fd) : base(-1, ownsHandle: true) => SetHandle(fd);
 
+    /// <summary>An invalid handle (also what LibraryImport creates for a returned fd).</summary>
     public FileDescriptor() : base(-1, ownsHandle: true) { }
 
     public override bool IsInvalid => handle == -1;
 
-    /// <summary>The raw fd; valid while this handle is alive.</summary>
+    /// <summary>The raw fd, for poll arrays and for passing over SCM_RIGHTS; valid while this handle is alive.</summary>
     public int Fd => (int)handle;
 
     protected override bool ReleaseHandle() => Libc.Close((int)handle) == 0;
 
-    /// <summary>Takes ownership of a raw fd returned by a syscall, or throws the call's error if it is negative.</summary>
-    public static FileDescriptor FromResult(int fd, string what, string? hint = null)
+    /// <summary>Returns <paramref name="fd"/>, or disposes it and throws the call's error when the call failed.</summary>
+    public static FileDescriptor Check(FileDescriptor fd, string what, string? hint = null)
     {
-        if (fd < 0)
+        if (fd.IsInvalid)
         {
-            throw Libc.Error(what, hint);
+            var error = Libc.Error(what, hint);
+            fd.Dispose();
+            throw error;
         }
-        return new FileDescriptor(fd);
-    }
-
-    public static FileDescriptor OpenPidfd(int pid)
-    {
-        long fd = Libc.Syscall(Libc.SysPidfdOpen, pid, 0);
-        return FromResult((int)fd, $"pidfd_open({pid})");
+        return fd;
     }
 }
 
@@ -52,9 +50,11 @@ internal sealed unsafe class Mapping : SafeHandle
 
     protected override bool ReleaseHandle() => Libc.Munmap(handle, (nuint)Length) == 0;
 
-    public static Mapping Map(long length, int prot, int flags, int fd, long offset, string what, string? hint = null)
+    public static Mapping Map(long length, Protection prot, MapFlags flags, FileDescriptor? fd, long offset, string what, string? hint = null)
     {
-        nint address = Libc.Mmap(0, (nuint)length, prot, flags, fd, offset);
+        nint address = fd is null
+            ? Libc.Mmap(0, (nuint)length, prot, flags, -1, offset)
+            : Libc.Mmap(0, (nuint)length, prot, flags, fd, offset);
         if (address == Libc.MAP_FAILED)
         {
             throw Libc.Error(what, hint);

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace Paging.Interop;
 
+/// <summary>Unix sockets: socketpair, sendmsg, recvmsg with SCM_RIGHTS.</summary>
 internal static unsafe partial class Libc
 {
     internal const int AF_UNIX = 1, SOCK_SEQPACKET = 5, SOCK_CLOEXEC = 0x80000;
@@ -30,8 +31,8 @@ internal static unsafe partial class Libc
     internal static partial int Socketpair(int domain, int type, int protocol, int* sv);
 
     [LibraryImport(Name, EntryPoint = "sendmsg", SetLastError = true)]
-    internal static partial nint Sendmsg(int fd, MsgHdr* message, int flags);
+    internal static partial nint Sendmsg(FileDescriptor fd, MsgHdr* message, int flags);
 
     [LibraryImport(Name, EntryPoint = "recvmsg", SetLastError = true)]
-    internal static partial nint Recvmsg(int fd, MsgHdr* message, int flags);
+    internal static partial nint Recvmsg(FileDescriptor fd, MsgHdr* message, int flags);
 }

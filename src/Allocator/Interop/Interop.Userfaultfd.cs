@@ -2,10 +2,31 @@ using System.Runtime.InteropServices;
 
 namespace Paging.Interop;
 
+/// <summary>UFFDIO_REGISTER modes.</summary>
+[Flags]
+internal enum UffdRegisterMode : ulong
+{
+    Missing = 1,
+    WriteProtect = 2,
+    Minor = 4,
+}
+
+/// <summary>Bits of uffdio_register.ioctls: 1 &lt;&lt; _UFFDIO_xxx.</summary>
+[Flags]
+internal enum UffdIoctls : ulong
+{
+    None = 0,
+    Wake = 1 << 0x02,
+    Copy = 1 << 0x03,
+    ZeroPage = 1 << 0x04,
+    Continue = 1 << 0x07,
+    Poison = 1 << 0x08,
+}
+
+/// <summary>userfaultfd: the ioctl numbers and structs of include/uapi/linux/userfaultfd.h (6.18; sizes asserted in
+/// InteropTests). The syscall number is in Interop.SyscallNumbers.cs.</summary>
 internal static unsafe partial class Libc
 {
-    internal static long SysUserfaultfd => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 282 : 323;
-
     internal const int UFFD_USER_MODE_ONLY = 1;
     internal const ulong USERFAULTFD_IOC_NEW = 0xAA00;
 
@@ -22,15 +43,10 @@ internal static unsafe partial class Libc
 
     internal const ulong UFFD_API = 0xAA;
 
-    internal const ulong UFFDIO_REGISTER_MODE_MISSING = 1, UFFDIO_REGISTER_MODE_WP = 2, UFFDIO_REGISTER_MODE_MINOR = 4;
     internal const ulong UFFDIO_COPY_MODE_DONTWAKE = 1;
     internal const ulong UFFDIO_ZEROPAGE_MODE_DONTWAKE = 1;
     internal const ulong UFFDIO_CONTINUE_MODE_DONTWAKE = 1;
     internal const ulong UFFDIO_POISON_MODE_DONTWAKE = 1;
-
-    // Bits of uffdio_register.ioctls: 1 << _UFFDIO_xxx.
-    internal const ulong UFFD_IOCTL_WAKE = 1 << 0x02, UFFD_IOCTL_COPY = 1 << 0x03, UFFD_IOCTL_ZEROPAGE = 1 << 0x04,
-        UFFD_IOCTL_CONTINUE = 1 << 0x07, UFFD_IOCTL_POISON = 1 << 0x08;
 
     internal const byte UFFD_EVENT_PAGEFAULT = 0x12;
     internal const ulong UFFD_PAGEFAULT_FLAG_WRITE = 1, UFFD_PAGEFAULT_FLAG_WP = 2, UFFD_PAGEFAULT_FLAG_MINOR = 4;
@@ -66,15 +82,9 @@ internal static unsafe partial class Libc
         [FieldOffset(24)] public uint Ptid;
     }
 
-    [LibraryImport(Name, EntryPoint = "syscall", SetLastError = true)]
-    internal static partial long Syscall(long number, long arg1);
-
-    [LibraryImport(Name, EntryPoint = "syscall", SetLastError = true)]
-    internal static partial long Syscall(long number, long arg1, long arg2);
+    [LibraryImport(Name, EntryPoint = "ioctl", SetLastError = true)]
+    internal static partial int Ioctl(FileDescriptor fd, ulong request, void* argument);
 
     [LibraryImport(Name, EntryPoint = "ioctl", SetLastError = true)]
-    internal static partial int Ioctl(int fd, ulong request, void* argument);
-
-    [LibraryImport(Name, EntryPoint = "ioctl", SetLastError = true)]
-    internal static partial int Ioctl(int fd, ulong request, nint argument);
+    internal static partial int Ioctl(FileDescriptor fd, ulong request, nint argument);
 }

@@ -1,5 +1,5 @@
 using System.Diagnostics.Metrics;
-using Paging.Pages;
+using Paging.Protocol;
 
 namespace Paging.Metrics;
 
@@ -12,7 +12,7 @@ internal static class PagingMetrics
 {
     public static readonly Meter Meter = new("Paging", "1.0");
 
-    private static readonly List<Region> s_regions = [];
+    private static readonly List<IRegionCounters> s_regions = [];
 
     static PagingMetrics()
     {
@@ -26,7 +26,7 @@ internal static class PagingMetrics
         Meter.CreateObservableGauge("paging.fault.service_time.p99", () => Percentile(0.99), "ns", "pager service time p99 (log2 buckets)");
     }
 
-    public static void Track(Region region)
+    public static void Track(IRegionCounters region)
     {
         lock (s_regions)
         {
@@ -34,7 +34,7 @@ internal static class PagingMetrics
         }
     }
 
-    public static void Untrack(Region region)
+    public static void Untrack(IRegionCounters region)
     {
         lock (s_regions)
         {
@@ -96,6 +96,19 @@ internal static class PagingMetrics
         }
         return LatencyHistogram.Percentile(total, q);
     }
+}
+
+/// <summary>What the application-side instruments read of a region: its control block's counters.</summary>
+internal interface IRegionCounters
+{
+    /// <summary>The store kind, the tag of paging.bytes_read.</summary>
+    string StoreKind { get; }
+
+    /// <summary>A counter (0 once the region is disposed).</summary>
+    long ReadStat(RegionStat stat);
+
+    /// <summary>The service-time histogram (left unchanged once the region is disposed).</summary>
+    void CopyLatency(Span<long> destination);
 }
 
 /// <summary>Reads percentiles out of log2 buckets (bucket b holds [2^(b-1), 2^b) ns; the bucket's geometric middle is

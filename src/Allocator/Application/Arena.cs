@@ -1,0 +1,75 @@
+using Paging.Interop;
+
+namespace Paging;
+
+/// <summary>The memory of a region: the user mapping and, for shmem and hugetlbfs, the memfd behind it (the pager
+/// maps the same memfd a second time, unregistered, to fill pages).</summary>
+internal sealed class Arena : IDisposable
+{
+    private const int HugePageSize = 2 * 1024 * 1024;
+
+    private Arena(ArenaKind kind, int pageSize, Mapping user, FileDescriptor? memfd)
+    {
+        Kind = kind;
+        PageSize = pageSize;
+        User = user;
+        Memfd = memfd;
+    }
+
+    public ArenaKind Kind { get; }
+
+    public int PageSize { get; }
+
+    public Mapping User { get; }
+
+    public FileDescriptor? Memfd { get; }
+
+    public static int PageSizeOf(ArenaKind kind) => kind == ArenaKind.HugeTlb ? HugePageSize : Environment.SystemPageSize;
+
+    /// <summary>Reserves <paramref name="length"/> bytes (a multiple of the page size, checked by the caller).</summary>
+    public static Arena Create(ArenaKind kind, long length)
+    {
+        int pageSize = PageSizeOf(kind);
+        if (kind == ArenaKind.Anonymous)
+        {
+            var anon = Mapping.Map(length, Protection.ReadWrite, MapFlags.Private | MapFlags.Anonymous | MapFlags.NoReserve, null, 0,
+                $"mmap of a {length}-byte anonymous arena");
+            return new Arena(kind, pageSize, anon, null);
+        }
+        bool huge = kind == ArenaKind.HugeTlb;
+        var memfd = FileDescriptor.Check(
+            Libc.MemfdCreate(huge ? "paging-hugetlb" : "paging-shmem", MemfdFlags.CloseOnExec | MemfdFlags.AllowSealing | (huge ? MemfdFlags.HugeTlb : 0)),
+            "memfd_create", huge ? "hugetlbfs memfds need CONFIG_HUGETLBFS" : null);
+        try
+        {
+            if (Libc.Ftruncate(memfd, length) != 0)
+            {
+                throw Libc.Error($"ftruncate of the {kind} memfd to {length} bytes");
+            }
+            // No one may shrink the file under a mapping (later accesses would SIGBUS) or grow it.
+            if (Libc.Fcntl(memfd, Libc.F_ADD_SEALS, (int)(SealFlags.Shrink | SealFlags.Grow)) != 0)
+            {
+                throw Libc.Error($"F_ADD_SEALS on the {kind} memfd");
+            }
+            // Hugetlbfs reserves its pages at mmap (no MAP_NORESERVE), so a shortage is an error here rather than a
+            // SIGBUS at first touch. Shmem memfds are VM_NORESERVE already.
+            var flags = MapFlags.Shared | (huge ? 0 : MapFlags.NoReserve);
+            string? hint = huge
+                ? $"a {length >> 20} MiB hugetlbfs region needs {length / pageSize} free 2 MiB huge pages: raise /proc/sys/vm/nr_hugepages (now {ProcMeminfo.Read("HugePages_Free")} free of {ProcMeminfo.Read("HugePages_Total")})"
+                : null;
+            var user = Mapping.Map(length, Protection.ReadWrite, flags, memfd, 0, $"mmap of a {length}-byte {kind} arena", hint);
+            return new Arena(kind, pageSize, user, memfd);
+        }
+        catch
+        {
+            memfd.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        User.Dispose();
+        Memfd?.Dispose();
+    }
+}

@@ -1,0 +1,189 @@
+using Microsoft.Extensions.Logging;
+using Paging.Interop;
+using Paging.Kernel;
+using Paging.Logging;
+using Paging.Metrics;
+using Paging.Policies;
+using Paging.Protocol;
+using Paging.Supervision;
+
+namespace Paging;
+
+/// <summary>
+/// Owns one userfaultfd and the pager processes that serve it, and creates regions on it. The application creates
+/// the uffd and the memfds and hands them to the pager over a Unix socket (SCM_RIGHTS); faults are never served by
+/// managed code in this process, because a thread blocked in a fault cannot be suspended by the GC, and a managed
+/// fault handler here would then be parked by that GC: a deadlock (see ARCHITECTURE.md).
+/// <para>Supervision: with <see cref="PagingRuntimeOptions.Standby"/> a second pager holds every region and takes
+/// over by itself when the active one exits (it watches the active's pidfd), waking every registered range so the
+/// faults the dead pager had read come back. This process then starts a new standby. Shmem and hugetlbfs contents live
+/// in the memfds and survive; anonymous pages live in this process's own memory and survive too. What a restart can
+/// cost is only the fills in flight, which are redone; the control block's page table guarantees a half-written page
+/// is never mapped and an already-mapped page is never refilled.</para>
+/// </summary>
+public sealed class PagingRuntime : IDisposable, IAsyncDisposable
+{
+    private static readonly Lazy<PagingRuntime> s_shared = new(() => Start());
+
+    private readonly Lock _lock = new();
+    private readonly ILogger _logger;
+    private readonly Userfaultfd _uffd;
+    private readonly PagerSupervisor _supervisor;
+    private readonly Dictionary<ulong, Region> _regions = [];
+    private ulong _nextRegionId;
+    private bool _disposed;
+
+    private PagingRuntime(PagingRuntimeOptions options)
+    {
+        _logger = options.LoggerFactory.CreateLogger("Paging.Runtime");
+        Capabilities = UffdCapabilities.Current;
+        const UffdFeatures used = UffdFeatures.MissingShmem | UffdFeatures.MinorShmem | UffdFeatures.MissingHugetlbfs |
+            UffdFeatures.MinorHugetlbfs | UffdFeatures.Poison;
+        var launch = PagerLaunch.Resolve(options.PagerPath);
+        var tunables = new PagerTunables((long)options.PagerSpin.TotalNanoseconds, (int)options.PagerLogLevel);
+        _uffd = Userfaultfd.Create(used & Capabilities.Features);
+        try
+        {
+            _supervisor = new PagerSupervisor(_uffd, launch, tunables, options.Standby, options.RequestTimeout, _logger);
+        }
+        catch
+        {
+            _uffd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates a userfaultfd and starts its pager (and standby). Throws <see cref="PagerException"/> when the
+    /// pager cannot start and <see cref="PagingSystemException"/> when userfaultfd is not permitted.</summary>
+    public static PagingRuntime Start(PagingRuntimeOptions? options = null) => new(options ?? new PagingRuntimeOptions());
+
+    /// <summary>A process-wide runtime with default options, started on first use.</summary>
+    public static PagingRuntime Shared => s_shared.Value;
+
+    /// <summary>The kernel's userfaultfd features.</summary>
+    public UffdCapabilities Capabilities { get; }
+
+    /// <summary>The pid of the pager serving faults now (diagnostics).</summary>
+    public int ActivePagerPid => _supervisor.ActivePagerPid;
+
+    /// <summary>True when a standby pager holds every region and watches the active one.</summary>
+    public bool StandbyReady => _supervisor.StandbyReady;
+
+    /// <summary>How many times the active pager was replaced.</summary>
+    public int PagerRestarts => _supervisor.Restarts;
+
+    /// <summary>Reserves a region. Nothing is read or committed until a page is touched.</summary>
+    /// <exception cref="ArgumentException">the length is not a multiple of the arena's page size.</exception>
+    /// <exception cref="PagingFeatureNotSupportedException">the kernel lacks what the arena kind needs.</exception>
+    /// <exception cref="PagerException">the pager could not build the store (e.g. it cannot open the file, or a file
+    /// slice's offset is not a multiple of the page size).</exception>
+    public Region CreateRegion(RegionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Capabilities.EnsureSupports(options.Arena);
+        int pageSize = Arena.PageSizeOf(options.Arena);
+        if (options.Length <= 0 || options.Length % pageSize != 0)
+        {
+            throw new ArgumentException($"region length {options.Length} must be a positive multiple of the {options.Arena} page size ({pageSize} bytes)", nameof(options));
+        }
+        long pages = options.Length / pageSize;
+        Arena? arena = null;
+        FileDescriptor? ctlFd = null;
+        RegionControlBlock? control = null;
+        bool registered = false;
+        try
+        {
+            arena = Arena.Create(options.Arena, options.Length);
+            control = RegionControlBlock.Create(pages, out ctlFd);
+            var mode = options.Arena == ArenaKind.Anonymous ? UffdRegisterMode.Missing : UffdRegisterMode.Missing | UffdRegisterMode.Minor;
+            var ioctls = _uffd.Register(arena.User.Address, options.Length, mode);
+            registered = true;
+            var needed = options.Arena == ArenaKind.Anonymous ? UffdIoctls.Copy | UffdIoctls.Wake : UffdIoctls.Continue | UffdIoctls.Wake;
+            if ((ioctls & needed) != needed)
+            {
+                throw new PagingFeatureNotSupportedException($"the kernel registered the {options.Arena} range without the ioctls it needs (has {ioctls}, needs {needed})", UffdFeatures.None);
+            }
+            var p = options.Prefetch;
+            var policy = ReadAheadPolicy.For(p.ReadAhead, p.FaultAroundBytes, p.MaxReadAheadBytes, p.StreamAll, pageSize);
+            Region region;
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                ulong id = ++_nextRegionId;
+                region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch);
+                var message = new AddRegionMessage(id, options.Arena, pageSize, (ulong)arena.User.Address, (ulong)options.Length, options.Store, policy);
+                _supervisor.Add(message, arena.Memfd is null ? [ctlFd] : [ctlFd, arena.Memfd]);
+                _regions.Add(id, region);
+            }
+            PagingMetrics.Track(region);
+            return region;
+        }
+        catch
+        {
+            if (registered)
+            {
+                _ = _uffd.Unregister(arena!.User.Address, options.Length);
+            }
+            control?.Dispose();
+            ctlFd?.Dispose();
+            arena?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Takes a region out of service: no access after this returns can read a wrong byte or block.</summary>
+    internal void RemoveRegion(Region region)
+    {
+        // mprotect first: a thread still touching the region after Dispose gets SIGSEGV, never a wrong byte
+        // (once unregistered, an anonymous page would read as zeros). Then unregister, which wakes waiting threads.
+        _ = Libc.Mprotect(region.UserAddress, (nuint)region.Length, Protection.None);
+        var errno = _uffd.Unregister(region.UserAddress, region.Length);
+        if (errno != Errno.None)
+        {
+            Log.UffdCallFailed(_logger, "UFFDIO_UNREGISTER", (ulong)region.Length, (ulong)region.UserAddress, errno);
+        }
+        lock (_lock)
+        {
+            _regions.Remove(region.Id);
+        }
+        _supervisor.Remove(region.Id);
+        PagingMetrics.Untrack(region);
+    }
+
+    internal void Prefetch(Region region, long firstPage, long endPage) => _supervisor.Prefetch(region.Id, firstPage, endPage);
+
+    internal void CancelPrefetch(Region region) => _supervisor.CancelPrefetch(region.Id);
+
+    internal void Discard(Region region, long firstPage, long endPage) => _supervisor.Discard(region.Id, firstPage, endPage);
+
+    /// <summary>Kills the active pager with SIGKILL (failure tests). Returns its pid.</summary>
+    internal int KillActivePager() => _supervisor.KillActivePager();
+
+    /// <summary>Unregisters and unmaps every region, then stops the pagers (standby first) and closes the userfaultfd.</summary>
+    public void Dispose()
+    {
+        Region[] regions;
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            regions = [.. _regions.Values];
+        }
+        foreach (var region in regions)
+        {
+            region.ForceDispose();
+        }
+        lock (_lock)
+        {
+            _disposed = true;
+        }
+        _supervisor.Dispose();
+        _uffd.Dispose();
+    }
+
+    /// <summary>Disposes on the thread pool: disposal waits for the pagers' replies and exits.</summary>
+    public ValueTask DisposeAsync() => new(Task.Run(Dispose));
+}

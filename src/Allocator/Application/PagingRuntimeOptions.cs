@@ -1,0 +1,65 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Paging;
+
+/// <summary>How the runtime starts and supervises its pager processes. Every value is checked when it is set.</summary>
+public sealed class PagingRuntimeOptions
+{
+    /// <summary>Keep a second pager that has every region and takes over the moment the active one dies, without
+    /// the application running any code (default true). Without it, the application's supervisor thread restarts
+    /// the pager, and that thread can be parked by a GC that itself waits for a thread blocked in a fault.</summary>
+    public bool Standby { get; init; } = true;
+
+    /// <summary>The pager to run (Paging.Pager.dll or an executable). Default: PAGING_PAGER, else Paging.Pager.dll
+    /// next to the application or in its paging-pager folder (where the Paging package puts it).</summary>
+    public string? PagerPath { get; init; }
+
+    /// <summary>How long a pager may take to start or to answer a request (default 30 s; positive, at most 24 days).</summary>
+    public TimeSpan RequestTimeout
+    {
+        get;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero, nameof(RequestTimeout));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value.TotalMilliseconds, int.MaxValue - 1, nameof(RequestTimeout));
+            field = value;
+        }
+    } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long the pager's fault thread keeps polling the userfaultfd after a batch before it sleeps
+    /// (default 60 µs; zero disables; at most 1 s). A thread woken from a fault often faults again within tens of
+    /// µs, and a pager still awake saves its own wake-up: on this 2-vCPU VM waking a halted vCPU costs ~30 µs of a
+    /// ~60 µs round trip (../shared/limits rows 4.1 vs 4.7: 58 µs blocking, 18 µs with the handler spinning).</summary>
+    public TimeSpan PagerSpin
+    {
+        get;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero, nameof(PagerSpin));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromSeconds(1), nameof(PagerSpin));
+            field = value;
+        }
+    } = TimeSpan.FromMicroseconds(60);
+
+    /// <summary>The pagers' minimum log level, to their stderr (default Information).</summary>
+    public LogLevel PagerLogLevel
+    {
+        get;
+        init
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(PagerLogLevel), value, "not a LogLevel");
+            }
+            field = value;
+        }
+    } = LogLevel.Information;
+
+    /// <summary>Where the runtime logs pager restarts and errors.</summary>
+    public ILoggerFactory LoggerFactory
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(LoggerFactory));
+    } = NullLoggerFactory.Instance;
+}

@@ -1,0 +1,52 @@
+using Paging.Stores;
+
+namespace Paging;
+
+/// <summary>What to reserve: the arena kind, its length and the store its pages come from. Every value is checked
+/// when it is set; that the length is a multiple of the arena's page size is checked at
+/// <see cref="PagingRuntime.CreateRegion"/> (the arena may be set after the length).</summary>
+public sealed class RegionOptions
+{
+    /// <summary>The arena kind (default <see cref="ArenaKind.Shmem"/>, whose contents survive a pager restart).</summary>
+    public ArenaKind Arena
+    {
+        get;
+        init
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(Arena), value, "not an arena kind");
+            }
+            field = value;
+        }
+    } = ArenaKind.Shmem;
+
+    /// <summary>Bytes to reserve: a positive multiple of the arena's page size (4 KiB, 2 MiB for hugetlbfs). Nothing
+    /// is committed until touched, so it may exceed physical memory (1 TiB on a 24 GiB machine is fine).</summary>
+    public long Length
+    {
+        get;
+        init
+        {
+            if (value <= 0)
+            {
+                throw new ArgumentException($"region length {value} must be positive", nameof(Length));
+            }
+            field = value;
+        }
+    }
+
+    /// <summary>Where pages come from (default: zeros).</summary>
+    public PageStoreDescriptor Store
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Store));
+    } = PageStoreDescriptor.Zero();
+
+    /// <summary>Read-ahead, fault-around and streaming (default: read-ahead on sequential streams).</summary>
+    public PrefetchOptions Prefetch
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Prefetch));
+    } = new();
+}

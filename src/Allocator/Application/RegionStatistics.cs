@@ -1,0 +1,33 @@
+namespace Paging;
+
+/// <summary>A region's counters, read from its control block (the pager writes them; they survive pager restarts).</summary>
+/// <param name="MissingFaults">Faults on pages not in memory.</param>
+/// <param name="MinorFaults">Faults on pages in the page cache but not mapped (shmem/hugetlbfs).</param>
+/// <param name="Messages">Fault messages read (several threads on one page are several messages).</param>
+/// <param name="Batches">read(2) calls on the uffd that returned messages.</param>
+/// <param name="PagesFilled">Pages filled from the store.</param>
+/// <param name="ZeroPagesFilled">Pages resolved as zeros.</param>
+/// <param name="BytesRead">Bytes read from the store.</param>
+/// <param name="Resolutions">Resolving ioctls (COPY / ZEROPAGE / CONTINUE) that succeeded.</param>
+/// <param name="AlreadyPresent">EEXIST outcomes on pages not expected to be present.</param>
+/// <param name="Retries">Store reads or ioctls retried.</param>
+/// <param name="Errors">Store or ioctl errors.</param>
+/// <param name="Poisoned">Pages poisoned because the store could not produce them.</param>
+/// <param name="Recoveries">Times a standby pager took this region over.</param>
+/// <param name="PagesPrefetched">Pages filled by read-ahead, Prefetch or streaming rather than by a fault on them.</param>
+/// <param name="SequentialHits">Faults recognised as the continuation of a sequential stream.</param>
+/// <param name="PrefetchLate">Faults on pages a read-ahead window had scheduled but not yet filled.</param>
+/// <param name="StaleFaults">Faults whose page was already mapped when the message was read.</param>
+/// <param name="ManagedBytesAllocated">Managed bytes the pager's fault thread allocated serving this region (0 expected).</param>
+/// <param name="FailedWakes">UFFDIO_WAKE calls the kernel refused (a thread may have stayed blocked until it faulted again).</param>
+public readonly record struct RegionStatistics(
+    long MissingFaults, long MinorFaults, long Messages, long Batches, long PagesFilled, long ZeroPagesFilled, long BytesRead,
+    long Resolutions, long AlreadyPresent, long Retries, long Errors, long Poisoned, long Recoveries,
+    long PagesPrefetched, long SequentialHits, long PrefetchLate, long StaleFaults, long ManagedBytesAllocated, long FailedWakes)
+{
+    /// <summary>Pages filled because a thread faulted on them (the rest were read ahead or streamed).</summary>
+    public long PagesOnDemand => PagesFilled - PagesPrefetched;
+
+    /// <summary>Faults the pager served.</summary>
+    public long Faults => MissingFaults + MinorFaults;
+}

@@ -1,0 +1,178 @@
+using System.Numerics;
+using Paging.Interop;
+
+namespace Paging.Protocol;
+
+/// <summary>Counters kept per region in its control block.</summary>
+internal enum RegionStat
+{
+    MissingFaults, MinorFaults, Messages, Batches, PagesFilled, ZeroPagesFilled, BytesRead, Resolutions,
+    AlreadyPresent, Retries, Errors, Poisoned, Wakes, Recoveries,
+    /// <summary>Pages filled by read-ahead, Prefetch or streaming rather than by a fault on them.</summary>
+    PagesPrefetched,
+    /// <summary>Faults recognised as the continuation of a sequential stream.</summary>
+    SequentialHits,
+    /// <summary>Faults on pages a read-ahead window had already scheduled but not yet filled (prefetch too late).</summary>
+    PrefetchLate,
+    /// <summary>Faults whose page was already mapped when the message was read (another thread's fault or
+    /// read-ahead got there first): resolved with a wake.</summary>
+    StaleFaults,
+    /// <summary>Managed bytes the pager's fault thread allocated while serving this region's faults (should stay 0).</summary>
+    ManagedBytesAllocated,
+    /// <summary>UFFDIO_WAKE (or UNREGISTER) calls the kernel refused.</summary>
+    FailedWakes,
+    Count,
+}
+
+/// <summary>
+/// The region's page table and counters, in a memfd the application owns and both processes map. It outlives any
+/// one pager: a pager started after a crash finds which pages were completely filled, so it never maps a page a dead
+/// pager left half-written and never refills (and so overwrites) a page the application may already have written.
+/// Layout: a 4 KiB header (magic, page count, counters, a log2 latency histogram) then one bit per page. The memfd is
+/// sparse, so the page table costs memory only where pages are resident (one 4 KiB bitmap page per 128 MiB of
+/// 4 KiB pages): a 1 TiB reservation reserves 32 MiB of address space and commits nothing until touched.
+/// </summary>
+internal sealed unsafe class RegionControlBlock : IDisposable
+{
+    private const ulong Magic = 0x31304C5443474750; // "PGGCTL01"
+    private const int HeaderBytes = 4096;
+    private const int StatsOffset = 64;
+    private const int LatencyOffset = 1024;
+    internal const int LatencyBuckets = 64;
+
+    private readonly Mapping _mapping;
+    private readonly ulong* _bitmap;
+    private readonly long* _stats;
+    private readonly long* _latency;
+
+    private RegionControlBlock(Mapping mapping, long pageCount)
+    {
+        _mapping = mapping;
+        PageCount = pageCount;
+        _stats = (long*)(mapping.Pointer + StatsOffset);
+        _latency = (long*)(mapping.Pointer + LatencyOffset);
+        _bitmap = (ulong*)(mapping.Pointer + HeaderBytes);
+    }
+
+    public long PageCount { get; }
+
+    public static long SizeFor(long pageCount) => HeaderBytes + AlignUp((pageCount + 63) / 64 * 8, 4096);
+
+    private static long AlignUp(long value, long alignment) => (value + alignment - 1) & ~(alignment - 1);
+
+    /// <summary>Creates the memfd (application side) and initialises the header.</summary>
+    public static RegionControlBlock Create(long pageCount, out FileDescriptor memfd)
+    {
+        memfd = FileDescriptor.Check(Libc.MemfdCreate("paging-ctl", MemfdFlags.CloseOnExec | MemfdFlags.AllowSealing), "memfd_create(paging-ctl)");
+        try
+        {
+            long size = SizeFor(pageCount);
+            if (Libc.Ftruncate(memfd, size) != 0)
+            {
+                throw Libc.Error($"ftruncate(control block, {size})");
+            }
+            _ = Libc.Fcntl(memfd, Libc.F_ADD_SEALS, (int)(SealFlags.Shrink | SealFlags.Grow));
+            var block = new RegionControlBlock(MapShared(memfd, size), pageCount);
+            *(long*)(block._mapping.Pointer + 8) = pageCount;
+            Volatile.Write(ref *(ulong*)block._mapping.Pointer, Magic);
+            return block;
+        }
+        catch
+        {
+            memfd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Maps a control block received from the application (pager side) and checks its header.</summary>
+    public static RegionControlBlock Attach(FileDescriptor fd, long pageCount)
+    {
+        long size = SizeFor(pageCount);
+        // A memfd shorter than the block would SIGBUS this process on first access: check before mapping.
+        using (var view = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd.Fd, ownsHandle: false))
+        {
+            long actual = RandomAccess.GetLength(view);
+            if (actual < size)
+            {
+                throw new PagerException($"the region control block is {actual} bytes, {size} expected for {pageCount} pages");
+            }
+        }
+        var mapping = MapShared(fd, size);
+        if (*(ulong*)mapping.Pointer != Magic || *(long*)(mapping.Pointer + 8) != pageCount)
+        {
+            mapping.Dispose();
+            throw new PagerException("the region control block has a bad header (protocol mismatch between library and pager?)");
+        }
+        return new RegionControlBlock(mapping, pageCount);
+    }
+
+    private static Mapping MapShared(FileDescriptor fd, long size) =>
+        Mapping.Map(size, Protection.ReadWrite, MapFlags.Shared | MapFlags.NoReserve, fd, 0, "mmap(control block)");
+
+    public bool IsFilled(long page) => (Volatile.Read(ref _bitmap[page >> 6]) & (1UL << (int)(page & 63))) != 0;
+
+    /// <summary>Marks pages filled. Called after their bytes are completely in place and before they are mapped.</summary>
+    public void MarkFilled(long first, long count)
+    {
+        long end = first + count;
+        while (first < end)
+        {
+            int bit = (int)(first & 63);
+            int n = (int)Math.Min(64 - bit, end - first);
+            ulong mask = n == 64 ? ulong.MaxValue : ((1UL << n) - 1) << bit;
+            Interlocked.Or(ref _bitmap[first >> 6], mask);
+            first += n;
+        }
+    }
+
+    public void ClearFilled(long page) => ClearFilled(page, 1);
+
+    /// <summary>Marks pages not filled (their page-cache pages were dropped): a word at a time, like <see cref="MarkFilled"/>.</summary>
+    public void ClearFilled(long first, long count)
+    {
+        long end = first + count;
+        while (first < end)
+        {
+            int bit = (int)(first & 63);
+            int n = (int)Math.Min(64 - bit, end - first);
+            ulong mask = n == 64 ? ulong.MaxValue : ((1UL << n) - 1) << bit;
+            Interlocked.And(ref _bitmap[first >> 6], ~mask);
+            first += n;
+        }
+    }
+
+    /// <summary>Counts filled pages among [first, first+count) (a test and diagnostics helper; reads only that range).</summary>
+    public long CountFilled(long first, long count)
+    {
+        long n = 0;
+        for (long p = first; p < first + count; p++)
+        {
+            if (IsFilled(p))
+            {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    public void Add(RegionStat stat, long value) => Interlocked.Add(ref _stats[(int)stat], value);
+
+    public long Read(RegionStat stat) => Volatile.Read(ref _stats[(int)stat]);
+
+    /// <summary>Adds one sample to the log2 histogram: bucket b holds [2^(b-1), 2^b) ns.</summary>
+    public void RecordLatency(long nanoseconds)
+    {
+        int bucket = nanoseconds <= 0 ? 0 : Math.Min(LatencyBuckets - 1, 64 - BitOperations.LeadingZeroCount((ulong)nanoseconds));
+        Interlocked.Increment(ref _latency[bucket]);
+    }
+
+    public void CopyLatency(Span<long> destination)
+    {
+        for (int i = 0; i < LatencyBuckets; i++)
+        {
+            destination[i] = Volatile.Read(ref _latency[i]);
+        }
+    }
+
+    public void Dispose() => _mapping.Dispose();
+}
