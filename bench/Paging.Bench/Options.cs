@@ -13,6 +13,7 @@ internal sealed class Options
     public bool Json { get; set; }
     public bool Baselines { get; set; } = true;
     public string? File { get; set; }
+    public string? PlotDirectory { get; set; }
 
     public const string Usage = """
         Paging.Bench — the paging benchmark harness. With no arguments: a 1 GiB data file in a temp folder, every
@@ -30,6 +31,7 @@ internal sealed class Options
           --file PATH        use this file instead of generating one
           --no-baselines     skip the kernel baselines
           --json             one JSON object per scenario on stdout (progress goes to stderr)
+          --plot DIR         also write SVG charts to DIR: ns-per-page.svg and latency.svg (p50, p99) per scenario
 
         Paging.Bench weights [FILE] [--json] [--hot-only]
           lazy model loading: time to first tensor, all tensors, 10% of tensors, bytes read, against pread / mmap /
@@ -72,6 +74,7 @@ internal sealed class Options
                 case "--file": o.File = Next(); break;
                 case "--no-baselines": o.Baselines = false; break;
                 case "--json": o.Json = true; break;
+                case "--plot": o.PlotDirectory = Next(); break;
                 case "-h" or "--help": throw new HelpRequested();
                 default: throw new ArgumentException($"unknown argument '{args[i]}'");
             }

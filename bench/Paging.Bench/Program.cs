@@ -1,4 +1,3 @@
-using Paging.Backends;
 using System.Text.Json;
 using Paging.Interop;
 using Spectre.Console;
@@ -90,6 +89,13 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                 fd.Dispose();
             }
             Report(fileSize, generated);
+            if (options.PlotDirectory is { } plots)
+            {
+                foreach (var written in Charts.Write(plots, _results, $"{options.Pages} x 4 KiB, {options.Threads} thread(s)"))
+                {
+                    Console.Error.WriteLine($"wrote {written}");
+                }
+            }
             return 0;
         }
         finally
@@ -321,7 +327,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
 
     private static string Name(ArenaKind arena) => arena switch { ArenaKind.Anonymous => "anonymous", ArenaKind.Shmem => "shmem", _ => "hugetlb" };
 
-    private void Generate(string path, long size)
+    private static void Generate(string path, long size)
     {
         var buffer = new byte[1 << 20];
         new Random(1).NextBytes(buffer);
@@ -378,28 +384,39 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             }
             return;
         }
+        string title = $"Paging harness: {options.Pages} x 4 KiB touches per scenario over a {fileSize >> 20} MiB {(generated ? "generated, page-cache-hot " : "")}file, {options.Threads} thread(s)";
+        string[] headers = ["scenario", "pages", "faults", "ns/page", "p50 ns", "p99 ns", "GB/s", "read/touched", "baseline", "ratio", "ok"];
+        var rows = _results.Select(r => new[]
+        {
+            r.Scenario, r.Pages.ToString(), r.Faults.ToString(), r.NsPerPage.ToString("0"), r.P50Ns.ToString("0"), r.P99Ns.ToString("0"),
+            r.GBps.ToString("0.000"), r.BytesRead >= 0 ? r.ReadPerTouched.ToString("0.00") : "", r.Baseline ?? "", r.Ratio > 0 ? r.Ratio.ToString("0.00") + "x" : "",
+            r.Verified ? "yes" : "NO",
+        }).ToList();
         if (Console.IsOutputRedirected)
         {
-            AnsiConsole.Profile.Width = 200; // a file or pipe has no width: do not wrap the table at 80 columns
+            // A file or a pipe: plain text, every column padded to its widest cell, so it stays aligned in docs/.
+            Console.WriteLine(title);
+            TextTable.Write(Console.Out, headers, rows);
         }
-        var table = new Table().Border(TableBorder.Simple)
-            .Title($"Paging harness: {options.Pages} x 4 KiB touches per scenario over a {fileSize >> 20} MiB {(generated ? "generated, page-cache-hot" : "")} file, {options.Threads} thread(s)");
-        foreach (var c in new[] { "scenario", "pages", "faults", "ns/page", "p50 ns", "p99 ns", "GB/s", "read/touched", "baseline", "ratio", "ok" })
+        else
         {
-            table.AddColumn(new TableColumn(c).RightAligned());
+            var table = new Table().Border(TableBorder.Simple).Title(Markup.Escape(title));
+            foreach (var c in headers)
+            {
+                table.AddColumn(new TableColumn(c).RightAligned());
+            }
+            foreach (var row in rows)
+            {
+                table.AddRow(row.Select(c => c == "NO" ? "[red]NO[/]" : Markup.Escape(c)).ToArray());
+            }
+            AnsiConsole.Write(table);
         }
-        foreach (var r in _results)
-        {
-            table.AddRow(r.Scenario, r.Pages.ToString(), r.Faults.ToString(), r.NsPerPage.ToString("0"), r.P50Ns.ToString("0"), r.P99Ns.ToString("0"),
-                r.GBps.ToString("0.000"), r.BytesRead >= 0 ? r.ReadPerTouched.ToString("0.00") : "", r.Baseline ?? "", r.Ratio > 0 ? r.Ratio.ToString("0.00") + "x" : "", r.Verified ? "yes" : "[red]NO[/]");
-        }
-        AnsiConsole.Write(table);
-        AnsiConsole.MarkupLine("ratio = Paging ns/page / baseline ns/page in this run (lower is better). Latency = one 8-byte load per page, fault included.");
-        AnsiConsole.MarkupLine("paging = read-ahead on (default), paging-1pg = one page per fault. read/touched = bytes read from the store / bytes touched.");
-        AnsiConsole.MarkupLine("cold = after drop_caches (on a VM the host may still cache the file: compare within the run only).");
+        Console.WriteLine("ratio = Paging ns/page / baseline ns/page in this run (lower is better). Latency = one 8-byte load per page, fault included.");
+        Console.WriteLine("paging = read-ahead on (default), paging-1pg = one page per fault. read/touched = bytes read from the store / bytes touched.");
+        Console.WriteLine("cold = after drop_caches (on a VM the host may still cache the file: compare within the run only).");
         foreach (var n in _notes)
         {
-            AnsiConsole.MarkupLineInterpolated($"[yellow]{n}[/]");
+            Console.WriteLine(n);
         }
     }
 }

@@ -43,7 +43,7 @@ internal static unsafe class WeightsBench
             }
             err.Progress().AutoClear(true).Start(ctx =>
             {
-                var caches = hotOnly ? new[] { "hot" } : ["hot", "cold"];
+                string[] caches = hotOnly ? ["hot"] : ["hot", "cold"];
                 var task = ctx.AddTask("weights", maxValue: caches.Length * 8);
                 foreach (var cache in caches)
                 {

@@ -198,7 +198,7 @@ public static unsafe class GgufReader
             }
             // GGUF lists dimensions innermost first; expose them outermost first like safetensors and numpy.
             var shape = dims.Reverse().ToArray();
-            tensors.Add(new TensorInfo(name, t.Name, shape, dataStart + (long)offset, bytes));
+            tensors.Add(new TensorInfo(name, t.Name, [.. shape], dataStart + (long)offset, bytes));
         }
         TensorChecks.CheckLayout(tensors, dataStart, fileLength, "gguf");
         return new WeightsHeader("gguf", tensors, metadata, dataStart);
@@ -263,7 +263,7 @@ public static unsafe class GgufReader
 
     /// <summary>Writes a GGUF v3 file (tests and fuzzing): string key-values, tensors of the given ggml types, data
     /// aligned to <paramref name="alignment"/>, each tensor's bytes from <paramref name="fill"/>.</summary>
-    public static void Write(Stream output, IReadOnlyDictionary<string, string> strings, IReadOnlyList<(string Name, string Type, long[] Dims)> tensors,
+    internal static void Write(Stream output, IReadOnlyDictionary<string, string> strings, IReadOnlyList<(string Name, string Type, long[] Dims)> tensors,
         Action<int, Span<byte>> fill, uint alignment = 32, bool writeAlignmentKey = false)
     {
         ArgumentNullException.ThrowIfNull(output);

@@ -224,7 +224,7 @@ public static unsafe class SafetensorsReader
 
     /// <summary>Writes a safetensors file (tests and the harness generate checkpoints with it). Tensors are laid out
     /// in the given order; <paramref name="fill"/> writes each tensor's bytes.</summary>
-    public static void Write(Stream output, IReadOnlyList<(string Name, string DType, long[] Shape)> tensors, Action<int, Span<byte>> fill,
+    internal static void Write(Stream output, IReadOnlyList<(string Name, string DType, long[] Shape)> tensors, Action<int, Span<byte>> fill,
         IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentNullException.ThrowIfNull(output);

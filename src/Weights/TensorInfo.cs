@@ -1,3 +1,5 @@
+using System.Collections.Immutable;
+
 namespace Paging.Weights;
 
 /// <summary>A checkpoint file is malformed; the message names the problem and where.</summary>
@@ -13,7 +15,7 @@ public sealed class WeightsFormatException : PagingException
 /// <param name="Shape">The dimensions, outermost first (safetensors order; GGUF dims are reversed to match).</param>
 /// <param name="Offset">Absolute file offset of the first byte.</param>
 /// <param name="Length">Bytes.</param>
-public sealed record TensorInfo(string Name, string DType, long[] Shape, long Offset, long Length)
+public sealed record TensorInfo(string Name, string DType, ImmutableArray<long> Shape, long Offset, long Length)
 {
     /// <summary>Elements (the product of the shape; 1 for a 0-rank tensor).</summary>
     public long ElementCount

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 using Paging.Backends;
 using Paging.Stores;
 
@@ -135,6 +133,7 @@ public sealed unsafe class Tensor
     public long Length => Info.Length;
 
     /// <summary>The first byte (valid while the model is open).</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "It is a pointer, named as MemoryHandle.Pointer is.")]
     public byte* Pointer => _model.Region.Pointer + Info.Offset;
 
     /// <summary>The bytes as a span (tensors up to 2 GiB; use <see cref="Pointer"/> beyond).</summary>

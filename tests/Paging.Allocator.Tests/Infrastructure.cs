@@ -12,12 +12,12 @@ public sealed class RuntimeFixture : IDisposable
 }
 
 [CollectionDefinition("runtime")]
-public sealed class RuntimeCollection : ICollectionFixture<RuntimeFixture>;
+public sealed class RuntimeTests : ICollectionFixture<RuntimeFixture>;
 
 /// <summary>Tests whose assertions count faults (batching works) run alone: on 2 vCPUs shared with the GC-stress and
 /// pager-kill tests, a descheduled pager makes a reader catch up with read-ahead more often.</summary>
 [CollectionDefinition("serial", DisableParallelization = true)]
-public sealed class SerialCollection : ICollectionFixture<RuntimeFixture>;
+public sealed class SerialTests : ICollectionFixture<RuntimeFixture>;
 
 internal static unsafe partial class Native
 {

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using Paging.Kernel;
 using Paging.Interop;
 
 namespace Paging.Allocator.Tests;

@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using Paging.Interop;
-using Paging.Kernel;
 using Paging.Policies;
 using Paging.Protocol;
 using Paging.Supervision;

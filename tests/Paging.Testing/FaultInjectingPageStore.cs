@@ -1,4 +1,3 @@
-using Paging.Backends;
 
 namespace Paging.Testing;
 

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Paging.Weights;
 
 namespace Paging.Weights.Tests;
 

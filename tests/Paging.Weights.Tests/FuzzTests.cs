@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
-using Paging.Weights;
 
 namespace Paging.Weights.Tests;
 

@@ -1,4 +1,3 @@
-using Paging.Weights;
 
 namespace Paging.Weights.Tests;
 

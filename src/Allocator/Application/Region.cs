@@ -71,6 +71,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     internal nint UserAddress => _arena.User.Address;
 
     /// <summary>The first byte as a pointer (see <see cref="Address"/>).</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "It is a pointer, named as MemoryHandle.Pointer is.")]
     public byte* Pointer => (byte*)Address;
 
     /// <summary>A span over [offset, offset+length). It cannot keep the region alive: prefer <see cref="AsMemory"/>
@@ -259,10 +260,7 @@ internal sealed unsafe class RegionMemoryManager(Region region, long offset, int
     {
         ArgumentOutOfRangeException.ThrowIfNegative(elementIndex);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(elementIndex, length);
-        if (!region.TryAddReference())
-        {
-            throw new ObjectDisposedException(nameof(Region));
-        }
+        ObjectDisposedException.ThrowIf(!region.TryAddReference(), region);
         return new MemoryHandle((byte*)region.UserAddress + offset + elementIndex, default, this);
     }
 

@@ -85,10 +85,12 @@ internal sealed unsafe partial class FaultService : IDisposable
         _thread.Start();
     }
 
-    private abstract class Command
+    private abstract class Command : IDisposable
     {
         public readonly ManualResetEventSlim Done = new();
         public Exception? Error;
+
+        public void Dispose() => Done.Dispose();
     }
 
     private sealed class AddCommand(ServedRegion region) : Command { public ServedRegion Region = region; }
@@ -122,7 +124,7 @@ internal sealed unsafe partial class FaultService : IDisposable
         _commands.Enqueue(command);
         Libc.Signal(_eventfd);
         command.Done.Wait();
-        command.Done.Dispose();
+        command.Dispose();
         if (command.Error is { } e)
         {
             throw new PagerException(e.Message, e);

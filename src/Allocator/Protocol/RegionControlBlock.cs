@@ -6,22 +6,35 @@ namespace Paging.Protocol;
 /// <summary>Counters kept per region in its control block.</summary>
 internal enum RegionStat
 {
-    MissingFaults, MinorFaults, Messages, Batches, PagesFilled, ZeroPagesFilled, BytesRead, Resolutions,
-    AlreadyPresent, Retries, Errors, Poisoned, Wakes, Recoveries,
+    MissingFaults = 0,
+    MinorFaults = 1,
+    Messages = 2,
+    Batches = 3,
+    PagesFilled = 4,
+    ZeroPagesFilled = 5,
+    BytesRead = 6,
+    Resolutions = 7,
+    AlreadyPresent = 8,
+    Retries = 9,
+    Errors = 10,
+    Poisoned = 11,
+    Wakes = 12,
+    Recoveries = 13,
     /// <summary>Pages filled by read-ahead, Prefetch or streaming rather than by a fault on them.</summary>
-    PagesPrefetched,
+    PagesPrefetched = 14,
     /// <summary>Faults recognised as the continuation of a sequential stream.</summary>
-    SequentialHits,
+    SequentialHits = 15,
     /// <summary>Faults on pages a read-ahead window had already scheduled but not yet filled (prefetch too late).</summary>
-    PrefetchLate,
+    PrefetchLate = 16,
     /// <summary>Faults whose page was already mapped when the message was read (another thread's fault or
     /// read-ahead got there first): resolved with a wake.</summary>
-    StaleFaults,
+    StaleFaults = 17,
     /// <summary>Managed bytes the pager's fault thread allocated while serving this region's faults (should stay 0).</summary>
-    ManagedBytesAllocated,
+    ManagedBytesAllocated = 18,
     /// <summary>UFFDIO_WAKE (or UNREGISTER) calls the kernel refused.</summary>
-    FailedWakes,
-    Count,
+    FailedWakes = 19,
+    /// <summary>The number of counters (at most 120 fit before the latency histogram).</summary>
+    Count = 20,
 }
 
 /// <summary>
@@ -34,7 +47,8 @@ internal enum RegionStat
 /// </summary>
 internal sealed unsafe class RegionControlBlock : IDisposable
 {
-    private const ulong Magic = 0x31304C5443474750; // "PGGCTL01"
+    /// <summary>"PGGCTL01" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
+    private const ulong Magic = 0x31304C5443474750;
     private const int HeaderBytes = 4096;
     private const int StatsOffset = 64;
     private const int LatencyOffset = 1024;

@@ -84,7 +84,7 @@ internal sealed unsafe class PagerSupervisor : IDisposable
         }
     }
 
-    private string AddWhat(AddRegionMessage m) => $"add region {m.Id} ({m.Arena}, {m.Store})";
+    private static string AddWhat(AddRegionMessage m) => $"add region {m.Id} ({m.Arena}, {m.Store})";
 
     private void SendAdd(PagerProcess pager, Registered r) =>
         pager.Request(r.Message.Write(_buffer, pager.NextRequestId()), r.RawFds(), _timeout, AddWhat(r.Message));
