@@ -5,7 +5,9 @@ namespace Paging.Weights.Tests;
 /// <summary>Generated checkpoints with deterministic bytes, and a guard-paged buffer for parsing raw headers.</summary>
 internal static class Checkpoints
 {
-    public static readonly string[] SafetensorsDTypes = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "I64", "U64", "F64"];
+    /// <summary>Every dtype of the reference reader (the first 15 in their historical order: tests index into it).</summary>
+    public static readonly string[] SafetensorsDTypes = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "I64", "U64", "F64",
+        "F8_E8M0", "C64", "F4", "F6_E2M3", "F6_E3M2"];
 
     public static void Fill(int index, Span<byte> data)
     {

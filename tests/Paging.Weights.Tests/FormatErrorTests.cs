@@ -33,17 +33,17 @@ public sealed unsafe class FormatErrorTests
 
     [Theory]
     [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 8, null)]
-    [InlineData("""[1,2]""", 0, "bad magic")]
+    [InlineData("""[1,2]""", 0, "expected StartObject")]
     [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}""", 8, "invalid JSON")]
-    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""", 16, "duplicate key 'a'")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""", 16, "not at 0")]
     [InlineData("""{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}""", 8, "unknown dtype 'F33'")]
     [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 4, "data is shorter than declared")]
-    [InlineData("""{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""", 16, "overlap")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}""", 16, "without gaps or overlap")]
     [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}""", 8, "end before they begin")]
     [InlineData("""{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}""", 8, "= 12 bytes but its data_offsets span 8")]
     [InlineData("""{"a":{"dtype":"F64","shape":[4611686018427387904,4],"data_offsets":[0,8]}}""", 8, "overflow")]
     [InlineData("""{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}}""", 8, "non-negative")]
-    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}""", 8, "unknown or repeated field 'x'")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"dtype":"F32"}}""", 8, "the field 'dtype' twice")]
     [InlineData("""{"a":{"dtype":"F32","shape":[2]}}""", 8, "lacks data_offsets")]
     [InlineData("""{"__metadata__":{"k":1}}""", 0, "values must be strings")]
     public void SafetensorsProblemsAreNamed(string json, int dataBytes, string? expected)
@@ -98,8 +98,10 @@ public sealed unsafe class FormatErrorTests
         Assert.Contains("truncated header", ParseError(good[..40]).Message);
 
         var hugeCount = (byte[])good.Clone();
-        BinaryPrimitives.WriteUInt64LittleEndian(hugeCount.AsSpan(8), ulong.MaxValue);
+        BinaryPrimitives.WriteUInt64LittleEndian(hugeCount.AsSpan(8), 1UL << 40);
         Assert.Contains("cannot fit", ParseError(hugeCount).Message);
+        BinaryPrimitives.WriteUInt64LittleEndian(hugeCount.AsSpan(8), ulong.MaxValue); // -1 as the reference's int64
+        Assert.Contains("negative tensor or key-value count", ParseError(hugeCount).Message);
 
         Assert.Contains("data is shorter than declared", ParseError(good[..^40]).Message);
 
@@ -114,7 +116,7 @@ public sealed unsafe class FormatErrorTests
 
         var misaligned = Checkpoints.GgufBytes([("w", "F32", [8])]);
         BinaryPrimitives.WriteUInt64LittleEndian(misaligned.AsSpan(typeAt + 4), 4);
-        Assert.Contains("not a multiple of the alignment 32", ParseError(misaligned).Message);
+        Assert.Contains("has offset 4, expected 0", ParseError(misaligned).Message);
 
         var overflow = Checkpoints.GgufBytes([("w", "F32", [8, 2])]);
         int dimAt = overflow.AsSpan().IndexOf("w"u8) + 1 + 4 + 8;
@@ -124,7 +126,7 @@ public sealed unsafe class FormatErrorTests
         var badAlignment = Checkpoints.GgufBytes([("w", "F32", [8])], alignment: 64, alignmentKey: true);
         int alignAt = badAlignment.AsSpan().IndexOf("general.alignment"u8) + "general.alignment".Length + 4;
         BinaryPrimitives.WriteUInt32LittleEndian(badAlignment.AsSpan(alignAt), 48);
-        Assert.Contains("power of two", ParseError(badAlignment).Message);
+        Assert.Contains("not a power of 2", ParseError(badAlignment).Message);
 
         var duplicate = Checkpoints.GgufBytes([("w", "F32", [8]), ("w", "F32", [8])]);
         Assert.Contains("duplicate tensor 'w'", ParseError(duplicate).Message);
