@@ -60,12 +60,17 @@ internal sealed unsafe partial class FaultService : IDisposable
     private ServedRegion? _last;
     private volatile bool _active;
     private volatile bool _stopping;
+    private readonly TimeSpan _stopTimeout;
+    private int _threadDone;   // the fault thread has left its loop and touches nothing any more
+    private int _abandoned;    // Dispose gave up waiting: the thread frees what it uses when it finally stops
+    private int _released;     // the buffers, regions and fds were released (exactly once)
     private FileDescriptor? _pipeRead;
     private FileDescriptor? _pipeWrite;
     private int _pipeCapacity;
 
-    public FaultService(Userfaultfd uffd, long spinNanoseconds, bool active, ILogger logger)
+    public FaultService(Userfaultfd uffd, long spinNanoseconds, bool active, ILogger logger, TimeSpan? stopTimeout = null)
     {
+        _stopTimeout = stopTimeout ?? StopTimeout;
         _uffd = uffd;
         _spinNanoseconds = spinNanoseconds;
         _active = active;
@@ -132,6 +137,28 @@ internal sealed unsafe partial class FaultService : IDisposable
     }
 
     private void Run()
+    {
+        try
+        {
+            Loop();
+        }
+        catch (ObjectDisposedException) when (_stopping)
+        {
+            // Abandoned by Dispose, and the session closed the uffd meanwhile: nothing left to serve.
+        }
+        finally
+        {
+            // Dekker-style handshake with Dispose (full fences both ways): whichever side sees the other's flag
+            // releases, so the buffers are freed exactly once and never while this thread may still use them.
+            Interlocked.Exchange(ref _threadDone, 1);
+            if (Interlocked.CompareExchange(ref _abandoned, 0, 0) == 1)
+            {
+                Release();
+            }
+        }
+    }
+
+    private void Loop()
     {
         var pfd = stackalloc Libc.PollFd[2];
         pfd[0] = new Libc.PollFd { Fd = _eventfd.Fd, Events = Libc.POLLIN };
@@ -879,17 +906,34 @@ internal sealed unsafe partial class FaultService : IDisposable
     }
 
     /// <summary>How long <see cref="Dispose"/> waits for the fault thread: a fill in progress (a store read) must
-    /// finish first. Past it, the thread's buffers and regions are left alive (a leak in a pager that is exiting)
-    /// rather than freed under a thread that may still use them.</summary>
+    /// finish first. Past it, Dispose returns and the thread releases its buffers, regions and stores itself when it
+    /// stops — never freed under a thread that may still use them (a network store can block for longer than this).</summary>
     internal static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>True once the fault thread has stopped.</summary>
+    internal bool Stopped => Volatile.Read(ref _threadDone) == 1;
 
     public void Dispose()
     {
         _stopping = true;
         Libc.Signal(_eventfd);
-        if (!_thread.Join(StopTimeout))
+        if (_thread.Join(_stopTimeout))
         {
-            Log.FaultThreadStuck(_logger, StopTimeout.TotalSeconds);
+            Release();
+            return;
+        }
+        Log.FaultThreadStuck(_logger, _stopTimeout.TotalSeconds);
+        Interlocked.Exchange(ref _abandoned, 1);
+        if (Interlocked.CompareExchange(ref _threadDone, 0, 0) == 1)
+        {
+            Release(); // it stopped right after the timeout
+        }
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Exchange(ref _released, 1) != 0)
+        {
             return;
         }
         foreach (var r in _regions)
