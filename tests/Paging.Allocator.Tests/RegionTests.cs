@@ -46,7 +46,11 @@ public sealed unsafe class RegionTests(RuntimeFixture fixture)
         Assert.Equal(0, stats.Errors);
         Assert.Equal(pages, region.CountFilledPages(0, pages));
         long expectedBytes = store == "file" ? (long)Math.Ceiling(file.Length / 4096.0) * 4096 : 0;
-        Assert.Equal(expectedBytes, stats.BytesRead);
+        // An anonymous page whose fault message was read after read-ahead had mapped it is read again to be sure
+        // (its bit cannot tell a mapped page from one the application dropped with MADV_DONTNEED); the COPY then
+        // finds it present and counts a stale fault. Each such fault may add one page of reading, no more.
+        long rereads = arena == ArenaKind.Anonymous && store == "file" ? stats.StaleFaults * 4096 : 0;
+        Assert.InRange(stats.BytesRead, expectedBytes, expectedBytes + rereads);
     }
 
     [Theory]
