@@ -11,5 +11,9 @@ public static class PageStoreDescriptors
     {
         /// <summary>A page-aligned slice of a file (see <see cref="FilePageStore.Describe"/>).</summary>
         public static PageStoreDescriptor File(string path, long offset = 0, bool writable = false) => FilePageStore.Describe(path, offset, writable);
+
+        /// <summary>Another store with <paramref name="delay"/> added to every read, asynchronously (see
+        /// <see cref="LatencyPageStore"/>): a stand-in for a network store in benchmarks and tests.</summary>
+        public static PageStoreDescriptor WithLatency(PageStoreDescriptor inner, TimeSpan delay) => LatencyPageStore.Describe(inner, delay);
     }
 }

@@ -22,9 +22,9 @@ public sealed class ProtocolTests
     [Fact]
     public void HelloRoundTrips()
     {
-        var m = new HelloMessage(PagerRole.Standby, UffdFeatures.MinorShmem | UffdFeatures.Poison, 60_000, 3);
+        var m = new HelloMessage(PagerRole.Standby, UffdFeatures.MinorShmem | UffdFeatures.Poison, 60_000, 3, 8);
         var bytes = m.Write(s_buffer, 7).ToArray();
-        Assert.Equal(PagerProtocol.HeaderSize + 24, bytes.Length);
+        Assert.Equal(PagerProtocol.HeaderSize + 28, bytes.Length);
         var r = ReaderOf(bytes, MessageType.Hello, 7);
         Assert.Equal(m, HelloMessage.Read(ref r));
     }
@@ -33,7 +33,7 @@ public sealed class ProtocolTests
     public void AddRegionRoundTripsWithItsStoreAndPolicy()
     {
         var store = new PageStoreDescriptor("file", new Dictionary<string, string> { ["path"] = "/data/é.bin", ["offset"] = "4096" });
-        var m = new AddRegionMessage(42, ArenaKind.Shmem, 4096, 0x7f00_0000_0000, 1UL << 40, store, new ReadAheadPolicy(true, 16, 1024, false));
+        var m = new AddRegionMessage(42, ArenaKind.Shmem, 4096, 0x7f00_0000_0000, 1UL << 40, store, new ReadAheadPolicy(true, 16, 1024, false), TimeSpan.FromSeconds(30));
         var r = ReaderOf(m.Write(s_buffer, 9), MessageType.AddRegion, 9);
         var back = AddRegionMessage.Read(ref r);
         Assert.Equal((m.Id, m.Arena, m.PageSize, m.Address, m.Length, m.Policy), (back.Id, back.Arena, back.PageSize, back.Address, back.Length, back.Policy));
@@ -80,7 +80,7 @@ public sealed class ProtocolTests
         version[4] = 99;
         Assert.Contains("version", Assert.Throws<PagerException>(() => new ProtocolReader(version)).Message);
 
-        var add = new AddRegionMessage(1, ArenaKind.Shmem, 4096, 0x10000, 8192, PageStoreDescriptor.Zero(), new ReadAheadPolicy(true, 16, 64, false));
+        var add = new AddRegionMessage(1, ArenaKind.Shmem, 4096, 0x10000, 8192, PageStoreDescriptor.Zero(), new ReadAheadPolicy(true, 16, 64, false), TimeSpan.FromSeconds(30));
         var badArena = add.Write(s_buffer, 1).ToArray();
         BinaryPrimitives.WriteUInt32LittleEndian(badArena.AsSpan(PagerProtocol.HeaderSize + 8), 9);
         Assert.Contains("arena", Assert.Throws<PagerException>(() => { var r = new ProtocolReader(badArena); AddRegionMessage.Read(ref r); }).Message);
@@ -95,7 +95,7 @@ public sealed class ProtocolTests
     public void AnOversizedSettingIsAnErrorNotAnOverflow()
     {
         var store = new PageStoreDescriptor("file", new Dictionary<string, string> { ["path"] = new string('x', PagerProtocol.MaxMessage) });
-        var add = new AddRegionMessage(1, ArenaKind.Shmem, 4096, 0x10000, 8192, store, new ReadAheadPolicy(true, 16, 64, false));
+        var add = new AddRegionMessage(1, ArenaKind.Shmem, 4096, 0x10000, 8192, store, new ReadAheadPolicy(true, 16, 64, false), TimeSpan.FromSeconds(30));
         Assert.Contains("exceeds", Assert.Throws<PagerException>(() => add.Write(s_buffer, 1)).Message);
     }
 
@@ -109,12 +109,12 @@ public sealed class ProtocolTests
         using var uffd = Userfaultfd.Create(UffdFeatures.None);
         var launch = PagerLaunch.Resolve(null);
         // Log level None: the pager would otherwise log every refused request.
-        using var pager = PagerProcess.Start(launch, uffd, PagerRole.Active, new PagerTunables(0, 6), TimeSpan.FromSeconds(30));
+        using var pager = PagerProcess.Start(launch, uffd, PagerRole.Active, new PagerTunables(0, 6, 2), TimeSpan.FromSeconds(30));
         var rng = new Random(12345);
         var seeds = new List<byte[]>
         {
-            new HelloMessage(PagerRole.Active, UffdFeatures.None, 0, 6).Write(s_buffer, 1).ToArray(),
-            new AddRegionMessage(1, ArenaKind.Shmem, 4096, 0x10000, 8192, PageStoreDescriptor.Zero(), new ReadAheadPolicy(true, 16, 64, false)).Write(s_buffer, 1).ToArray(),
+            new HelloMessage(PagerRole.Active, UffdFeatures.None, 0, 6, 2).Write(s_buffer, 1).ToArray(),
+            new AddRegionMessage(1, ArenaKind.Shmem, 4096, 0x10000, 8192, PageStoreDescriptor.Zero(), new ReadAheadPolicy(true, 16, 64, false), TimeSpan.FromSeconds(30)).Write(s_buffer, 1).ToArray(),
             new RemoveRegionMessage(1).Write(s_buffer, 1).ToArray(),
             new PrefetchMessage(1, 0, 2).Write(s_buffer, 1).ToArray(),
             new CancelPrefetchMessage(1).Write(s_buffer, 1).ToArray(),

@@ -70,7 +70,7 @@ public sealed class ReadAheadLogicTests
         Assert.Equal(8, q.Front.Next);
         q.Pop();
         Assert.Equal(20, q.Front.Next);
-        for (int i = 1; i < FaultService.WorkCapacity; i++)
+        for (int i = 1; i < FaultEngine.WorkCapacity; i++)
         {
             Assert.True(q.Push(r2, i, i + 1));
         }

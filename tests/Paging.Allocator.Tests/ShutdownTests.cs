@@ -56,7 +56,7 @@ public sealed unsafe class ShutdownTests
         using var ownedCtl = ctlFd;
         var store = new GateStore();
         var region = new ServedRegion(1, ArenaKind.Anonymous, (ulong)map.Address, length, 4096, control, null, store, "gate", new ReadAheadPolicy(false, 1, 1, false));
-        var faults = new FaultService(uffd, 0, active: true, NullLogger.Instance, stopTimeout: TimeSpan.FromMilliseconds(200));
+        var faults = new FaultEngine(uffd, 0, fillThreads: 2, active: true, NullLogger.Instance, stopTimeout: TimeSpan.FromMilliseconds(200));
         faults.Add(region);
         faults.Prefetch(1, 0, 1);
         Assert.True(store.Entered.Wait(TimeSpan.FromSeconds(10)), "the background fill never reached the store");
@@ -84,7 +84,7 @@ public sealed unsafe class ShutdownTests
         Assert.Equal(Errno.EINVAL, uffd.Wake(4097, 4096)); // unaligned
         using var map = Mapping.Map(1 << 20, Protection.ReadWrite, MapFlags.Private | MapFlags.Anonymous, null, 0, "unregistered");
         // COPY into a range this uffd never registered: the kernel says so (ENOENT on 6.x), and it is reported.
-        var errno = uffd.Copy((ulong)map.Address, (ulong)map.Address, 4096, out long copied);
+        var errno = uffd.Copy((ulong)map.Address, (ulong)map.Address, 4096, wake: true, out long copied);
         Assert.NotEqual(Errno.None, errno);
         Assert.Equal(0, copied);
         Assert.NotEqual(Errno.None, uffd.Unregister(4097, 4096));

@@ -40,7 +40,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         const UffdFeatures used = UffdFeatures.MissingShmem | UffdFeatures.MinorShmem | UffdFeatures.MissingHugetlbfs |
             UffdFeatures.MinorHugetlbfs | UffdFeatures.Poison;
         var launch = PagerLaunch.Resolve(options.PagerPath);
-        var tunables = new PagerTunables((long)options.PagerSpin.TotalNanoseconds, (int)options.PagerLogLevel);
+        var tunables = new PagerTunables((long)options.PagerSpin.TotalNanoseconds, (int)options.PagerLogLevel, options.FillThreads);
         _uffd = Userfaultfd.Create(used & Capabilities.Features);
         try
         {
@@ -112,7 +112,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 ulong id = ++_nextRegionId;
                 region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch);
-                var message = new AddRegionMessage(id, options.Arena, pageSize, (ulong)arena.User.Address, (ulong)options.Length, options.Store, policy);
+                var message = new AddRegionMessage(id, options.Arena, pageSize, (ulong)arena.User.Address, (ulong)options.Length, options.Store, policy, options.ReadTimeout);
                 _supervisor.Add(message, arena.Memfd is null ? [ctlFd] : [ctlFd, arena.Memfd]);
                 _regions.Add(id, region);
             }

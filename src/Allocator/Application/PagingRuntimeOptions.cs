@@ -42,6 +42,20 @@ public sealed class PagingRuntimeOptions
         }
     } = TimeSpan.FromMicroseconds(60);
 
+    /// <summary>Fill threads per pager (default 32; 1 … 256). Faults on different pages are served in parallel by
+    /// them, so a slow read never holds up an unrelated fault and a cold device sees many reads at once (32 matches
+    /// the queue depth of the harness's 32-thread pread baseline). Idle threads sleep; one fault wakes one thread.</summary>
+    public int FillThreads
+    {
+        get;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(FillThreads));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, 256, nameof(FillThreads));
+            field = value;
+        }
+    } = 32;
+
     /// <summary>The pagers' minimum log level, to their stderr (default Information).</summary>
     public LogLevel PagerLogLevel
     {

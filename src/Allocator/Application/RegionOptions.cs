@@ -43,6 +43,20 @@ public sealed class RegionOptions
         init => field = value ?? throw new ArgumentNullException(nameof(Store));
     } = PageStoreDescriptor.Zero();
 
+    /// <summary>How long one store read may take (default 30 s; 1 ms … 24 h). A read still running then is cancelled
+    /// (asynchronous stores) or abandoned (synchronous ones) and counts as failed: retried, then the pages threads wait
+    /// for are poisoned (SIGBUS) — never an endless wait.</summary>
+    public TimeSpan ReadTimeout
+    {
+        get;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1), nameof(ReadTimeout));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromHours(24), nameof(ReadTimeout));
+            field = value;
+        }
+    } = TimeSpan.FromSeconds(30);
+
     /// <summary>Read-ahead, fault-around and streaming (default: read-ahead on sequential streams).</summary>
     public PrefetchOptions Prefetch
     {

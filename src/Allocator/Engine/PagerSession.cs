@@ -9,7 +9,7 @@ namespace Paging.Engine;
 
 /// <summary>
 /// One pager's control loop: receives the uffd and the regions from the application, builds each region's store, and
-/// serves faults on <see cref="FaultService"/>'s thread. A standby does the same but reads no faults until the active
+/// serves faults with its <see cref="FaultEngine"/>. A standby does the same but reads no faults until the active
 /// pager it watches (a pidfd) exits. Every request gets a Reply; a malformed one gets an error Reply and changes
 /// nothing. It exits when the application exits or closes the socket: a pager never outlives its application.
 /// </summary>
@@ -19,7 +19,7 @@ internal sealed unsafe class PagerSession(PagerChannel channel, int appPid, File
     private readonly byte[] _buffer = new byte[PagerProtocol.MaxMessage];
     private readonly byte[] _reply = new byte[PagerProtocol.MaxMessage];
     private Userfaultfd? _uffd;
-    private FaultService? _faults;
+    private FaultEngine? _faults;
     private FileDescriptor? _activePidfd;
 
     public int Run()
@@ -141,7 +141,7 @@ internal sealed unsafe class PagerSession(PagerChannel channel, int appPid, File
         }
     }
 
-    private FaultService Faults => _faults ?? throw new PagerException("the pager got a request before Hello");
+    private FaultEngine Faults => _faults ?? throw new PagerException("the pager got a request before Hello");
 
     private static FileDescriptor Take(List<FileDescriptor> owned, int index, string what)
     {
@@ -162,7 +162,7 @@ internal sealed unsafe class PagerSession(PagerChannel channel, int appPid, File
         }
         _uffd = new Userfaultfd(Take(owned, 0, "the userfaultfd"), hello.Features);
         setLogLevel?.Invoke((LogLevel)hello.LogLevel);
-        _faults = new FaultService(_uffd, hello.SpinNanoseconds, hello.Role == PagerRole.Active, logger);
+        _faults = new FaultEngine(_uffd, hello.SpinNanoseconds, hello.FillThreads, hello.Role == PagerRole.Active, logger);
         Log.Serving(logger, Environment.ProcessId, appPid, hello.Role.ToString());
     }
 
@@ -182,7 +182,7 @@ internal sealed unsafe class PagerSession(PagerChannel channel, int appPid, File
                 staging = Mapping.Map((long)m.Length, Protection.ReadWrite, MapFlags.Shared | MapFlags.NoReserve, memfd, 0, "mmap of the staging mapping");
             }
             store = registry.Create(new PageStoreContext(m.Store, (long)m.Length, m.PageSize));
-            faults.Add(new ServedRegion(m.Id, m.Arena, m.Address, m.Length, m.PageSize, control, staging, store, m.Store.Kind, m.Policy, memfd));
+            faults.Add(new ServedRegion(m.Id, m.Arena, m.Address, m.Length, m.PageSize, control, staging, store, m.Store.Kind, m.Policy, memfd, m.ReadTimeout));
             Log.RegionAdded(logger, m.Id, m.Arena, m.Length, m.Address, m.Store.ToString());
         }
         catch

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Paging.Interop;
 using Paging.Policies;
 using Paging.Protocol;
@@ -6,11 +7,16 @@ using Paging.Stores;
 namespace Paging.Engine;
 
 /// <summary>The pager's view of one region: where it lives in the application, the staging mapping of its memfd
-/// (shmem / hugetlbfs), its control block and its store.</summary>
+/// (shmem / hugetlbfs), its control block (page table and counters), its claim table (fills in flight) and its store.
+/// Fill threads enter it while they work on it; removal waits until they have all left.</summary>
 internal sealed unsafe class ServedRegion : IDisposable
 {
+    private int _users;
+    private int _inFlightAsync;
+
     public ServedRegion(ulong id, ArenaKind kind, ulong start, ulong length, int pageSize, RegionControlBlock control,
-        Mapping? staging, IPageStore store, string storeName, ReadAheadPolicy policy, FileDescriptor? memfd = null)
+        Mapping? staging, IPageStore store, string storeName, ReadAheadPolicy policy, FileDescriptor? memfd = null,
+        TimeSpan? readTimeout = null)
     {
         Memfd = memfd;
         Policy = policy;
@@ -26,6 +32,9 @@ internal sealed unsafe class ServedRegion : IDisposable
         Staging = staging;
         Store = store;
         StoreName = storeName;
+        Claims = new PageClaims(Pages);
+        IsAsync = (store.Capabilities & PageStoreCapabilities.Asynchronous) != 0;
+        ReadTimeout = readTimeout ?? TimeSpan.FromSeconds(30);
         SpliceSource = kind == ArenaKind.Shmem && memfd is not null && (store.Capabilities & PageStoreCapabilities.FileSource) != 0 ? store.FileSource : null;
     }
 
@@ -39,19 +48,87 @@ internal sealed unsafe class ServedRegion : IDisposable
     public RegionControlBlock Control { get; }
     public Mapping? Staging { get; }
 
-    /// <summary>The arena's memfd (shmem/hugetlbfs), kept for splice fills.</summary>
+    /// <summary>The arena's memfd (shmem/hugetlbfs), kept for splice fills and Discard.</summary>
     public FileDescriptor? Memfd { get; }
     public IPageStore Store { get; }
-
-    /// <summary>The store's file, when it offers one (<see cref="PageStoreCapabilities.FileSource"/>) and the arena
-    /// is shmem: fills then splice kernel-side.</summary>
-    public FileSlice? SpliceSource { get; }
     public string StoreName { get; }
     public ReadAheadPolicy Policy { get; }
     public long Pages { get; }
 
-    /// <summary>Sequential streams of this region (touched only by the fault thread).</summary>
+    /// <summary>Pages owned by a fill in flight (or a Discard).</summary>
+    public PageClaims Claims { get; }
+
+    /// <summary>The store completes reads later: fills are started with ReadAsync and resolved by whichever thread
+    /// completes them.</summary>
+    public bool IsAsync { get; }
+
+    /// <summary>A store read that takes longer is cancelled (async) or abandoned (sync) and counts as failed.</summary>
+    public TimeSpan ReadTimeout { get; }
+
+    /// <summary>The store's file, when it offers one (<see cref="PageStoreCapabilities.FileSource"/>) and the arena
+    /// is shmem: fills then splice kernel-side.</summary>
+    public FileSlice? SpliceSource { get; }
+
+    /// <summary>Sequential streams of this region (guarded by <see cref="PolicyLock"/>).</summary>
     public StreamTracker Streams { get; } = new();
+
+    /// <summary>Guards <see cref="Streams"/>: taken once per fault batch on the region, never per page.</summary>
+    public Lock PolicyLock { get; } = new();
+
+    /// <summary>Async fills that found the store at its in-flight limit; started as others complete.</summary>
+    public ConcurrentQueue<Fill> Waiting { get; } = new();
+
+    /// <summary>Enters the region for some work; false once it is being removed.</summary>
+    public bool TryEnter()
+    {
+        while (true)
+        {
+            int users = Volatile.Read(ref _users);
+            if (users < 0)
+            {
+                return false;
+            }
+            if (Interlocked.CompareExchange(ref _users, users + 1, users) == users)
+            {
+                return true;
+            }
+        }
+    }
+
+    public void Exit() => Interlocked.Decrement(ref _users);
+
+    /// <summary>Refuses new work, then waits (up to <paramref name="timeout"/>) for the work in progress.</summary>
+    public bool Close(TimeSpan timeout)
+    {
+        var spin = new SpinWait();
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (true)
+        {
+            int users = Volatile.Read(ref _users);
+            if (users == 0 && Interlocked.CompareExchange(ref _users, int.MinValue, 0) == 0)
+            {
+                return true;
+            }
+            if (Environment.TickCount64 > deadline)
+            {
+                return false;
+            }
+            spin.SpinOnce(sleep1Threshold: 20);
+        }
+    }
+
+    /// <summary>Takes one of the store's in-flight slots; false at the limit.</summary>
+    public bool TryStartAsync(int limit)
+    {
+        if (Interlocked.Increment(ref _inFlightAsync) <= limit)
+        {
+            return true;
+        }
+        Interlocked.Decrement(ref _inFlightAsync);
+        return false;
+    }
+
+    public void EndAsync() => Interlocked.Decrement(ref _inFlightAsync);
 
     public void Dispose()
     {
@@ -59,5 +136,6 @@ internal sealed unsafe class ServedRegion : IDisposable
         Staging?.Dispose();
         Memfd?.Dispose();
         Control.Dispose();
+        Claims.Dispose();
     }
 }

@@ -11,7 +11,7 @@ internal struct Work
 /// <summary>A fixed ring of ranges, in order.</summary>
 internal sealed class WorkQueue
 {
-    private readonly Work[] _items = new Work[FaultService.WorkCapacity];
+    private readonly Work[] _items = new Work[FaultEngine.WorkCapacity];
     private int _head;
 
     public int Count { get; private set; }
@@ -20,11 +20,11 @@ internal sealed class WorkQueue
 
     public bool Push(ServedRegion r, long first, long end)
     {
-        if (Count == FaultService.WorkCapacity)
+        if (Count == FaultEngine.WorkCapacity)
         {
             return false;
         }
-        _items[(_head + Count) % FaultService.WorkCapacity] = new Work { Region = r, Next = first, End = end };
+        _items[(_head + Count) % FaultEngine.WorkCapacity] = new Work { Region = r, Next = first, End = end };
         Count++;
         return true;
     }
@@ -32,7 +32,7 @@ internal sealed class WorkQueue
     public void Pop()
     {
         _items[_head] = default;
-        _head = (_head + 1) % FaultService.WorkCapacity;
+        _head = (_head + 1) % FaultEngine.WorkCapacity;
         Count--;
     }
 
@@ -43,7 +43,7 @@ internal sealed class WorkQueue
     {
         for (int i = 0; i < Count; i++)
         {
-            ref var w = ref _items[(_head + i) % FaultService.WorkCapacity];
+            ref var w = ref _items[(_head + i) % FaultEngine.WorkCapacity];
             if (w.Region == r && page >= w.Next && page < w.End)
             {
                 w.Next = Math.Min(w.End, Math.Max(w.Next, resolvedEnd));
@@ -57,15 +57,15 @@ internal sealed class WorkQueue
         int kept = 0;
         for (int i = 0; i < Count; i++)
         {
-            var w = _items[(_head + i) % FaultService.WorkCapacity];
+            var w = _items[(_head + i) % FaultEngine.WorkCapacity];
             if (w.Region != r)
             {
-                _items[(_head + kept++) % FaultService.WorkCapacity] = w;
+                _items[(_head + kept++) % FaultEngine.WorkCapacity] = w;
             }
         }
         for (int i = kept; i < Count; i++)
         {
-            _items[(_head + i) % FaultService.WorkCapacity] = default;
+            _items[(_head + i) % FaultEngine.WorkCapacity] = default;
         }
         Count = kept;
     }

@@ -70,6 +70,9 @@ internal static partial class Log
     [LoggerMessage(45, LogLevel.Error, "resolving {Length} bytes at 0x{Address:x} failed with {Errno}")]
     public static partial void ResolveFailed(ILogger logger, ulong length, ulong address, Errno errno);
 
+    [LoggerMessage(47, LogLevel.Error, "store {Store} did not answer a read at offset {Offset} of region {Region} within {Seconds} s; the pages threads wait for are poisoned")]
+    public static partial void StoreReadTimedOut(ILogger logger, string store, long offset, ulong region, double seconds);
+
     [LoggerMessage(46, LogLevel.Error, "the fault thread did not stop within {Seconds} s (a store call that does not return?); it releases its buffers and stores itself when it stops")]
     public static partial void FaultThreadStuck(ILogger logger, double seconds);
 }

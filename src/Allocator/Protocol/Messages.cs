@@ -12,7 +12,8 @@ namespace Paging.Protocol;
 /// <param name="Features">The features the uffd was opened with (the pager cannot ask the kernel again).</param>
 /// <param name="SpinNanoseconds">How long the fault thread keeps polling after a batch before sleeping (0 = never).</param>
 /// <param name="LogLevel">The pager's minimum log level (Microsoft.Extensions.Logging.LogLevel, 0 Trace … 6 None).</param>
-internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Features, long SpinNanoseconds, int LogLevel)
+/// <param name="FillThreads">Fill threads the pager runs (1 … 256).</param>
+internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Features, long SpinNanoseconds, int LogLevel, int FillThreads)
 {
     public const int FdCount = 1;
 
@@ -23,6 +24,7 @@ internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Featur
         w.U64((ulong)Features);
         w.U64((ulong)SpinNanoseconds);
         w.I32(LogLevel);
+        w.U32((uint)FillThreads);
         return buffer[..w.Length];
     }
 
@@ -32,7 +34,12 @@ internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Featur
         var features = (UffdFeatures)r.U64();
         long spin = (long)r.U64();
         int level = r.I32();
+        uint threads = r.U32();
         r.End();
+        if (threads is < 1 or > 256)
+        {
+            throw new PagerException($"Hello: {threads} fill threads is outside 1 … 256");
+        }
         if (role is not (PagerRole.Active or PagerRole.Standby))
         {
             throw new PagerException($"Hello: unknown role {(uint)role}");
@@ -45,14 +52,14 @@ internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Featur
         {
             throw new PagerException($"Hello: log level {level} is outside 0 (Trace) … 6 (None)");
         }
-        return new HelloMessage(role, features, spin, level);
+        return new HelloMessage(role, features, spin, level, (int)threads);
     }
 }
 
 /// <summary>AddRegion: a registered range to serve. fds: [control block memfd] for anonymous arenas,
 /// [control block memfd, arena memfd] for shmem and hugetlbfs.</summary>
 internal sealed record AddRegionMessage(
-    ulong Id, ArenaKind Arena, int PageSize, ulong Address, ulong Length, PageStoreDescriptor Store, ReadAheadPolicy Policy)
+    ulong Id, ArenaKind Arena, int PageSize, ulong Address, ulong Length, PageStoreDescriptor Store, ReadAheadPolicy Policy, TimeSpan ReadTimeout)
 {
     public int FdCount => Arena == ArenaKind.Anonymous ? 1 : 2;
 
@@ -79,6 +86,7 @@ internal sealed record AddRegionMessage(
         w.U64((ulong)Policy.BlockPages);
         w.U64((ulong)Policy.MaxWindowPages);
         w.Bool(Policy.StreamAll);
+        w.U64((ulong)ReadTimeout.TotalMilliseconds);
         return buffer[..w.Length];
     }
 
@@ -107,7 +115,12 @@ internal sealed record AddRegionMessage(
         bool readAhead = r.Bool();
         ulong block = r.U64(), window = r.U64();
         bool streamAll = r.Bool();
+        ulong timeoutMs = r.U64();
         r.End();
+        if (timeoutMs is < 1 or > 24UL * 3600 * 1000)
+        {
+            throw new PagerException($"AddRegion {id}: a read timeout of {timeoutMs} ms is outside 1 ms … 24 h");
+        }
         if (!Enum.IsDefined(arena))
         {
             throw new PagerException($"AddRegion {id}: unknown arena kind {(uint)arena}");
@@ -126,7 +139,8 @@ internal sealed record AddRegionMessage(
             throw new PagerException($"AddRegion {id}: the store kind is empty");
         }
         var store = new PageStoreDescriptor(kind, settings, assembly.Length > 0 ? assembly : null, type.Length > 0 ? type : null);
-        return new AddRegionMessage(id, arena, (int)pageSize, address, length, store, new ReadAheadPolicy(readAhead, (long)block, (long)window, streamAll));
+        return new AddRegionMessage(id, arena, (int)pageSize, address, length, store, new ReadAheadPolicy(readAhead, (long)block, (long)window, streamAll),
+            TimeSpan.FromMilliseconds(timeoutMs));
     }
 }
 

@@ -7,8 +7,9 @@ namespace Paging.Protocol;
 /// </summary>
 internal static class PagerProtocol
 {
-    /// <summary>Bumped on any change to a message or to the control block. 2: Hello carries the pager's tunables.</summary>
-    public const uint Version = 2;
+    /// <summary>Bumped on any change to a message or to the control block. 2: Hello carries the pager's tunables.
+    /// 3: Hello carries the fill thread count, AddRegion the read timeout.</summary>
+    public const uint Version = 3;
 
     /// <summary>u32 type, u32 version, u64 request id.</summary>
     public const int HeaderSize = 16;

@@ -30,6 +30,14 @@ public abstract class DelegatingPageStore : IPageStore
     public virtual PageReadStatus Read(long offset, Span<byte> destination) => Inner.Read(offset, destination);
 
     /// <inheritdoc />
+    public virtual ValueTask<PageReadStatus> ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken) =>
+        Inner.ReadAsync(offset, destination, cancellationToken);
+
+    /// <inheritdoc />
+    public virtual ValueTask ReadManyAsync(ReadOnlyMemory<PageReadRequest> requests, Memory<PageReadStatus> statuses, CancellationToken cancellationToken) =>
+        Inner.ReadManyAsync(requests, statuses, cancellationToken);
+
+    /// <inheritdoc />
     public virtual void Write(long offset, ReadOnlySpan<byte> source) => Inner.Write(offset, source);
 
     /// <inheritdoc />

@@ -25,7 +25,17 @@ public enum PageStoreCapabilities
     /// <summary><see cref="IPageStore.FileSource"/> names a file slice whose bytes are the store's bytes, unchanged:
     /// the engine may copy them kernel-side (splice) instead of calling <see cref="IPageStore.Read"/>.</summary>
     FileSource = 2,
+
+    /// <summary>Reads may complete later (a network, a device queue): the engine calls
+    /// <see cref="IPageStore.ReadAsync"/> and keeps many reads in flight instead of blocking a fill thread in
+    /// <see cref="IPageStore.Read"/>.</summary>
+    Asynchronous = 4,
 }
+
+/// <summary>One read of a batch (<see cref="IPageStore.ReadManyAsync"/>).</summary>
+/// <param name="Offset">Store offset of the first byte.</param>
+/// <param name="Destination">Where the bytes go (possibly the page cache itself; valid until the batch completes).</param>
+public readonly record struct PageReadRequest(long Offset, Memory<byte> Destination);
 
 /// <summary>An open file and the file offset of store offset 0 (see <see cref="PageStoreCapabilities.FileSource"/>).</summary>
 /// <param name="File">The open file; owned by the store.</param>
@@ -34,7 +44,8 @@ public sealed record FileSlice(SafeFileHandle File, long Offset);
 
 /// <summary>
 /// The source and sink of a region's pages. Runs inside the pager process, built there from a
-/// <see cref="PageStoreDescriptor"/>; it is called by one fault thread at a time. Offsets are relative to the
+/// <see cref="PageStoreDescriptor"/>; several fill threads may call it at once (each on its own range), so a store
+/// must be safe for concurrent reads (pread-style). Offsets are relative to the
 /// region's start; reads past <see cref="Length"/> must yield zeros. Errors are <see cref="PageStoreException"/>s
 /// whose <see cref="PageStoreException.Error"/> tells the engine whether to retry (Io) or give up (the rest).
 /// </summary>
@@ -54,6 +65,35 @@ public interface IPageStore : IDisposable
     /// <see cref="PageReadStatus.Zero"/> without writing when they are all zero. <paramref name="destination"/> may be
     /// the page cache itself (the staging mapping): write it once, in place. Throws <see cref="PageStoreException"/>.</summary>
     PageReadStatus Read(long offset, Span<byte> destination);
+
+    /// <summary>Reads like <see cref="Read"/>, possibly completing later; many may be in flight at once, on different
+    /// threads. <paramref name="destination"/> is valid only until the returned task completes (it is pooled and may
+    /// be the page cache itself): never touch it afterwards. A read that does not finish before the region's deadline
+    /// is cancelled through <paramref name="cancellationToken"/> and counted as a failed read (retried, then the
+    /// pages are poisoned). The default runs <see cref="Read"/> inline: a synchronous store stays as cheap as before
+    /// (a completed <see cref="ValueTask{TResult}"/>, no allocation).</summary>
+    ValueTask<PageReadStatus> ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return new(Read(offset, destination.Span));
+    }
+
+    /// <summary>Reads several runs in one call, so a store can coalesce them (one network request for adjacent runs).
+    /// <paramref name="statuses"/>[i] receives the outcome of <paramref name="requests"/>[i]. The default issues the
+    /// reads one after another through <see cref="ReadAsync"/>.</summary>
+    async ValueTask ReadManyAsync(ReadOnlyMemory<PageReadRequest> requests, Memory<PageReadStatus> statuses, CancellationToken cancellationToken)
+    {
+        if (statuses.Length < requests.Length)
+        {
+            throw new ArgumentException($"{statuses.Length} statuses for {requests.Length} requests", nameof(statuses));
+        }
+        for (int i = 0; i < requests.Length; i++)
+        {
+            var r = requests.Span[i];
+            var status = await ReadAsync(r.Offset, r.Destination, cancellationToken).ConfigureAwait(false);
+            statuses.Span[i] = status;
+        }
+    }
 
     /// <summary>Writes <paramref name="source"/> at <paramref name="offset"/>. Reserved for write-back (the memory
     /// budget issue): the engine does not call it yet. Throws <see cref="PageStoreException"/>

@@ -79,7 +79,7 @@ internal sealed unsafe class PagerProcess : IDisposable
             pidfd = Libc.PidfdOpen(process.Id);
             var pager = new PagerProcess(process, pidfd, channel, role);
             Span<byte> hello = stackalloc byte[64];
-            var message = new HelloMessage(role, uffd.Features, tunables.SpinNanoseconds, tunables.LogLevel).Write(hello, 0);
+            var message = new HelloMessage(role, uffd.Features, tunables.SpinNanoseconds, tunables.LogLevel, tunables.FillThreads).Write(hello, 0);
             pager.Request(message, [uffd.Handle.Fd], timeout, "start");
             return pager;
         }
@@ -174,4 +174,5 @@ internal sealed unsafe class PagerProcess : IDisposable
 /// <summary>What the pager is told in Hello besides its role (PagingRuntimeOptions carries them).</summary>
 /// <param name="SpinNanoseconds">How long the fault thread polls after a batch before sleeping.</param>
 /// <param name="LogLevel">The pager's minimum log level (Microsoft.Extensions.Logging.LogLevel as an int).</param>
-internal readonly record struct PagerTunables(long SpinNanoseconds, int LogLevel);
+/// <param name="FillThreads">Fill threads per pager.</param>
+internal readonly record struct PagerTunables(long SpinNanoseconds, int LogLevel, int FillThreads = 32);

@@ -1,0 +1,145 @@
+using Paging.Interop;
+using Paging.Protocol;
+
+namespace Paging.Engine;
+
+/// <summary>What the control thread asks of the engine: regions added and removed, shared arenas discarded, a
+/// standby promoted. The region table is copy-on-write (fill threads read it without a lock); removal and Discard
+/// wait for the fills in flight on what they take away.</summary>
+internal sealed unsafe partial class FaultEngine
+{
+    private ServedRegion? FindById(ulong id) => Array.Find(Volatile.Read(ref _regions), r => r.Id == id);
+
+    public void Add(ServedRegion region)
+    {
+        lock (_tableLock)
+        {
+            if (Array.Exists(_regions, r => r.Id == region.Id || (r.Start < region.End && region.Start < r.End)))
+            {
+                throw new PagerException($"region {region.Id} at 0x{region.Start:x} duplicates or overlaps a region this pager serves");
+            }
+            var list = new List<ServedRegion>(_regions) { region };
+            list.Sort((a, b) => a.Start.CompareTo(b.Start));
+            Volatile.Write(ref _regions, [.. list]);
+        }
+        if (_active)
+        {
+            // Faults a dead predecessor read but never resolved come back.
+            Wake(region, region.Start, region.Length);
+            if (region.Policy.StreamAll)
+            {
+                lock (_workLock)
+                {
+                    _ = _prefetch.Push(region, 0, region.Pages);
+                }
+                SignalWork();
+            }
+        }
+    }
+
+    /// <summary>Stops serving a region (the application unregistered it already): no new work starts on it, work in
+    /// flight finishes (its ioctls fail harmlessly on the unregistered range), then the store is disposed.</summary>
+    public void Remove(ulong id)
+    {
+        ServedRegion? region;
+        lock (_tableLock)
+        {
+            region = Array.Find(_regions, r => r.Id == id);
+            if (region is null)
+            {
+                return;
+            }
+            Volatile.Write(ref _regions, Array.FindAll(_regions, r => r.Id != id));
+        }
+        foreach (var t in _threads)
+        {
+            if (t.LastRegion == region)
+            {
+                t.LastRegion = null; // a benign race: a thread that still holds it fails TryEnter
+            }
+        }
+        lock (_workLock)
+        {
+            _readAhead.Drop(region);
+            _prefetch.Drop(region);
+        }
+        while (region.Waiting.TryDequeue(out var waiting))
+        {
+            region.Claims.Release(waiting.First, waiting.Count);
+            region.Exit();
+        }
+        if (!region.Close(region.ReadTimeout + TimeSpan.FromSeconds(5)))
+        {
+            throw new PagerException($"region {id} still has fills in flight after {region.ReadTimeout.TotalSeconds + 5:0} s; its store is left open");
+        }
+        region.Dispose();
+    }
+
+    /// <summary>Punches pages [first, end) out of a shared arena: claims them first (waiting for fills in flight on
+    /// them), so no fill can land half in a punched page — a fill writes the page cache through the staging mapping,
+    /// and a punch in the middle would leave a fresh zeroed page that the fill then completes only in part.</summary>
+    public void Discard(ulong id, long first, long end)
+    {
+        var region = FindById(id) ?? throw new PagerException($"no region {id}");
+        if (end > region.Pages || first >= end || region.Memfd is null)
+        {
+            throw new PagerException($"discard of pages [{first}, {end}) does not fit region {id} ({region.Pages} pages, {region.Kind})");
+        }
+        if (!region.TryEnter())
+        {
+            throw new PagerException($"region {id} is being removed");
+        }
+        long claimed = first;
+        try
+        {
+            long deadline = Environment.TickCount64 + (long)(region.ReadTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds;
+            var spin = new SpinWait();
+            while (claimed < end)
+            {
+                if (region.Claims.TryClaim(claimed))
+                {
+                    claimed++;
+                    continue;
+                }
+                if (Environment.TickCount64 > deadline)
+                {
+                    throw new PagerException($"discard of region {id}: page {claimed} stayed in flight past the read deadline");
+                }
+                spin.SpinOnce(sleep1Threshold: 20);
+            }
+            // Bits first: a fault racing in after the punch must see the page as not filled.
+            region.Control.ClearFilled(first, end - first);
+            long offset = first << region.PageShift, length = (end - first) << region.PageShift;
+            // PUNCH_HOLE also unmaps the range from every mapping, the application's included.
+            if (Libc.Fallocate(region.Memfd, FallocateFlags.PunchHole | FallocateFlags.KeepSize, offset, length) != 0)
+            {
+                throw Libc.Error($"fallocate(PUNCH_HOLE) of {length} bytes at {offset} of region {id}");
+            }
+        }
+        finally
+        {
+            region.Claims.Release(first, claimed - first);
+            region.Exit();
+        }
+    }
+
+    /// <summary>Standby → active: start reading the uffd and wake every registered range, because the dead pager may
+    /// have read messages it never resolved; their threads fault again and the messages come back.</summary>
+    public void Promote()
+    {
+        _active = true;
+        foreach (var region in Volatile.Read(ref _regions))
+        {
+            region.Control.Add(RegionStat.Recoveries, 1);
+            Wake(region, region.Start, region.Length);
+            if (region.Policy.StreamAll)
+            {
+                lock (_workLock)
+                {
+                    _ = _prefetch.Push(region, 0, region.Pages);
+                }
+            }
+        }
+        SignalWork();
+    }
+}

@@ -1,0 +1,485 @@
+using System.Diagnostics;
+using Paging.Interop;
+using Paging.Logging;
+using Paging.Metrics;
+using Paging.Protocol;
+using Paging.Simd;
+using Paging.Stores;
+
+namespace Paging.Engine;
+
+/// <summary>Reading a run from its store and mapping it: shmem/hugetlbfs fill the page cache through the staging
+/// mapping (or splice into the memfd) and UFFDIO_CONTINUE; anonymous arenas read into the thread's buffer and
+/// UFFDIO_COPY (or ZEROPAGE). The mapping ioctls wake the threads waiting in the run. Failures are retried, then
+/// the run is read page by page so one bad page never fails its neighbours; a page a thread waits for and that
+/// cannot be read is poisoned (SIGBUS, never a wrong byte, never a hang).</summary>
+internal sealed unsafe partial class FaultEngine
+{
+    /// <summary>Runs a claimed fill: synchronously here, or started asynchronously for an asynchronous store. The
+    /// fill's claims and its region reference are released when it is done.</summary>
+    private void Execute(FillThread t, ref Fill f)
+    {
+        var r = f.Region;
+        if (r.IsAsync)
+        {
+            StartAsync(f);
+            return;
+        }
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        try
+        {
+            if (!ReadAndMap(t, f, f.First, f.Count, out bool abandoned) && !abandoned)
+            {
+                // One bad page must not fail the good ones read with it: go page by page. Only a page a thread waits
+                // for is poisoned; a read-ahead page that fails stays unfilled and reports its error when touched.
+                for (long page = f.First; page < f.First + f.Count && !abandoned; page++)
+                {
+                    if (!ReadAndMap(t, f, page, 1, out abandoned) && !abandoned && page >= f.DemandFirst && page < f.DemandEnd)
+                    {
+                        Poison(r, page, 1);
+                    }
+                }
+            }
+            RecordService(r, f.Since);
+        }
+        finally
+        {
+            r.Claims.Release(f.First, f.Count);
+            r.Exit();
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+            if (allocated != 0)
+            {
+                r.Control.Add(RegionStat.ManagedBytesAllocated, allocated);
+            }
+        }
+    }
+
+    private static void RecordService(ServedRegion r, long since)
+    {
+        if (since != 0)
+        {
+            long ns = (long)Stopwatch.GetElapsedTime(since).TotalNanoseconds;
+            r.Control.RecordLatency(ns);
+            PagerMetrics.ServiceTime.Record(ns / 1000.0);
+        }
+    }
+
+    /// <summary>Reads pages [page, page+count) of <paramref name="f"/>'s region (with retries) and maps them.
+    /// False when the store failed; <paramref name="abandoned"/> when the watchdog timed the read out (it poisoned
+    /// the waiting pages already).</summary>
+    private bool ReadAndMap(FillThread t, in Fill f, long page, long count, out bool abandoned)
+    {
+        var r = f.Region;
+        abandoned = false;
+        t.BeginRead(f);
+        try
+        {
+            if (r.Kind == ArenaKind.Anonymous)
+            {
+                int length = checked((int)(count << r.PageShift));
+                if (!TryRead(r, page << r.PageShift, new Span<byte>(t.CopyBuffer, length), out var status))
+                {
+                    abandoned = !t.TryBeginResolve();
+                    return false;
+                }
+                if (!t.TryBeginResolve())
+                {
+                    abandoned = true;
+                    return true;
+                }
+                MapAnonymous(r, page, count, status, t.CopyBuffer, stale: false);
+                r.Control.Add(RegionStat.PagesPrefetched, count - Overlap(page, page + count, f.DemandFirst, f.DemandEnd));
+                return true;
+            }
+            if (!FillStaging(t, r, page, count))
+            {
+                abandoned = !t.TryBeginResolve();
+                return false;
+            }
+            if (!t.TryBeginResolve())
+            {
+                abandoned = true;
+                return true;
+            }
+            r.Control.MarkFilled(page, count);
+            Continue(t, r, page, count, stale: false);
+            r.Control.Add(RegionStat.PagesFilled, count);
+            r.Control.Add(RegionStat.PagesPrefetched, count - Overlap(page, page + count, f.DemandFirst, f.DemandEnd));
+            return true;
+        }
+        finally
+        {
+            t.EndFill();
+        }
+    }
+
+    private static long Overlap(long a, long b, long c, long d) => Math.Max(0, Math.Min(b, d) - Math.Max(a, c));
+
+    /// <summary>The watchdog's verdict on a synchronous read past its deadline: the pages threads wait for are
+    /// poisoned (they get SIGBUS instead of waiting forever); the read's result, when it comes, is dropped.</summary>
+    internal void OnReadTimedOut(in Fill f)
+    {
+        var r = f.Region;
+        r.Control.Add(RegionStat.Errors, 1);
+        Log.StoreReadTimedOut(_logger, r.StoreName, f.First << r.PageShift, r.Id, r.ReadTimeout.TotalSeconds);
+        for (long p = f.DemandFirst; p < f.DemandEnd; p++)
+        {
+            if (!r.Control.IsFilled(p))
+            {
+                Poison(r, p, 1);
+            }
+        }
+    }
+
+    /// <summary>Maps filled pages a thread faulted on again: shmem/hugetlbfs pages in the page cache whose mapping
+    /// was dropped (a MINOR fault) or a stale message (CONTINUE finds it mapped: EEXIST, then a wake); anonymous pages
+    /// are read again under a claim (COPY is atomic: EEXIST if present), since a set bit cannot tell a mapped page
+    /// from one the application dropped with MADV_DONTNEED.</summary>
+    private void MapAgain(FillThread t, ServedRegion r, long page, long count)
+    {
+        if (r.Kind != ArenaKind.Anonymous)
+        {
+            Continue(t, r, page, count, stale: true);
+            return;
+        }
+        for (long p = page; p < page + count; p++)
+        {
+            if (!r.Claims.TryClaim(p))
+            {
+                continue; // a fill in flight wakes it
+            }
+            try
+            {
+                if (TryRead(r, p << r.PageShift, new Span<byte>(t.CopyBuffer, r.PageSize), out var status))
+                {
+                    MapAnonymous(r, p, 1, status, t.CopyBuffer, stale: true);
+                }
+                else
+                {
+                    Poison(r, p, 1);
+                }
+            }
+            finally
+            {
+                r.Claims.Release(p, 1);
+            }
+        }
+    }
+
+    // ---------- shmem / hugetlbfs: fill the page cache through the staging mapping, then UFFDIO_CONTINUE ----------
+
+    /// <summary>Puts the bytes of pages [page, page+count) into the memfd's page cache. Does not mark or map them.</summary>
+    private bool FillStaging(FillThread t, ServedRegion r, long page, long count)
+    {
+        long offset = page << r.PageShift;
+        int length = checked((int)(count << r.PageShift));
+        var destination = new Span<byte>(r.Staging!.Pointer + offset, length);
+        if (r.SpliceSource is { } file && TrySpliceFill(t, r, file, offset, length, out long copied))
+        {
+            if (copied < length)
+            {
+                // Past end-of-file: zeros (also erasing anything a crashed pager left in those pages).
+                destination[(int)copied..].Clear();
+            }
+            if (copied == 0)
+            {
+                r.Control.Add(RegionStat.ZeroPagesFilled, count);
+            }
+            // Counted in whole pages, as the pread path counts what it asked for (a partial last page is a page read).
+            long read = Math.Min(length, (copied + r.PageSize - 1) & ~(long)(r.PageSize - 1));
+            r.Control.Add(RegionStat.BytesRead, read);
+            PagerMetrics.BytesRead.Add(read);
+            return true;
+        }
+        PrepareStaging(r, offset, length);
+        if (!TryRead(r, offset, destination, out var status))
+        {
+            return false;
+        }
+        if (status == PageReadStatus.Zero)
+        {
+            // Clearing (rather than leaving a hole) both allocates the page-cache page CONTINUE needs and erases
+            // whatever a crashed pager may have half-written there.
+            destination.Clear();
+            r.Control.Add(RegionStat.ZeroPagesFilled, count);
+        }
+        return true;
+    }
+
+    /// <summary>Allocates and maps a run's page-cache pages in one call before a store writes them: otherwise every
+    /// 4 KiB of the write takes its own kernel page fault in the (unregistered) staging mapping.</summary>
+    private static void PrepareStaging(ServedRegion r, long offset, int length) =>
+        _ = Libc.Madvise((nint)(r.Staging!.Pointer + offset), (nuint)length, Advice.PopulateWrite);
+
+    /// <summary>
+    /// Copies [offset, offset+length) of a file-backed store into the shmem memfd with splice(2) (file → pipe → memfd,
+    /// explicit offsets on both ends): a kernel-side copy that takes no page faults in the staging mapping. Returns
+    /// false, having possibly written part of the range, when splice fails; the caller then fills the whole range the
+    /// ordinary way (pread with retries, poisoning), which overwrites it. <paramref name="copied"/> stops short at EOF.
+    /// </summary>
+    private static bool TrySpliceFill(FillThread t, ServedRegion r, FileSlice source, long offset, int length, out long copied)
+    {
+        copied = 0;
+        if (t.PipeWrite is null && !OpenPipe(t))
+        {
+            return false;
+        }
+        long inOffset = source.Offset + offset;
+        long outOffset = offset;
+        while (copied < length)
+        {
+            nint n = Libc.Splice(source.File, &inOffset, t.PipeWrite!, null, (nuint)Math.Min(length - copied, t.PipeCapacity), Libc.SPLICE_F_MOVE);
+            if (n == 0)
+            {
+                break; // end of file
+            }
+            if (n < 0)
+            {
+                if (Libc.LastErrno == Errno.EINTR)
+                {
+                    continue;
+                }
+                return false; // nothing is in the pipe: the pread path reports the error with retries
+            }
+            long inPipe = n;
+            while (inPipe > 0)
+            {
+                nint m = Libc.Splice(t.PipeRead!, null, r.Memfd!, &outOffset, (nuint)inPipe, Libc.SPLICE_F_MOVE);
+                if (m <= 0)
+                {
+                    if (m < 0 && Libc.LastErrno == Errno.EINTR)
+                    {
+                        continue;
+                    }
+                    ClosePipe(t); // bytes may be stranded in it: start the next fill with an empty pipe
+                    return false;
+                }
+                inPipe -= m;
+            }
+            copied += n;
+        }
+        return true;
+    }
+
+    private static bool OpenPipe(FillThread t)
+    {
+        int* fds = stackalloc int[2];
+        if (Libc.Pipe2(fds, OpenFlags.CloseOnExec) != 0)
+        {
+            return false;
+        }
+        t.PipeRead = new FileDescriptor(fds[0]);
+        t.PipeWrite = new FileDescriptor(fds[1]);
+        // A pipe holds 64 KiB by default; make one fill run (up to MaxRunBytes) one splice pair.
+        int size = Libc.Fcntl(t.PipeWrite, Libc.F_SETPIPE_SZ, MaxRunBytes);
+        t.PipeCapacity = size > 0 ? size : 65536;
+        return true;
+    }
+
+    private static void ClosePipe(FillThread t)
+    {
+        t.PipeRead?.Dispose();
+        t.PipeWrite?.Dispose();
+        t.PipeRead = t.PipeWrite = null;
+    }
+
+    /// <summary>Maps filled pages with UFFDIO_CONTINUE, which wakes the threads waiting on them. A page found mapped
+    /// already (EEXIST) is woken and skipped; a page whose bit is set but which is not in the page cache (EFAULT: the
+    /// application punched or MADV_REMOVEd it) is filled again under a claim.
+    /// <paramref name="stale"/>: the pages were filled before this fault was read, so EEXIST is a stale fault.</summary>
+    private void Continue(FillThread t, ServedRegion r, long page, long count, bool stale)
+    {
+        ulong start = r.Start + ((ulong)page << r.PageShift);
+        ulong length = (ulong)count << r.PageShift;
+        int refills = 0;
+        while (length > 0)
+        {
+            var errno = _uffd.Continue(start, length, wake: true, out long mapped);
+            if (errno == Errno.None)
+            {
+                r.Control.Add(RegionStat.Resolutions, 1);
+                return;
+            }
+            if (mapped > 0)
+            {
+                start += (ulong)mapped;
+                length -= (ulong)mapped;
+                continue;
+            }
+            if (HandleResolveError(r, errno, stale, ref start, ref length))
+            {
+                continue;
+            }
+            if (errno != Errno.EFAULT)
+            {
+                return;
+            }
+            long p = (long)((start - r.Start) >> r.PageShift);
+            if (refills++ < FillAttempts && stale && r.Claims.TryClaim(p))
+            {
+                try
+                {
+                    r.Control.ClearFilled(p);
+                    if (FillStaging(t, r, p, 1))
+                    {
+                        r.Control.MarkFilled(p, 1);
+                        continue;
+                    }
+                }
+                finally
+                {
+                    r.Claims.Release(p, 1);
+                }
+            }
+            Log.ContinueKeepsFailing(_logger, start);
+            Poison(r, p, (long)(length >> r.PageShift));
+            return;
+        }
+    }
+
+    /// <summary>The error codes shared by COPY, ZEROPAGE and CONTINUE. True when the loop should go on (range
+    /// adjusted), false when the caller must decide (EFAULT) or give up (region gone).</summary>
+    private bool HandleResolveError(ServedRegion r, Errno errno, bool stale, ref ulong start, ref ulong length)
+    {
+        switch (errno)
+        {
+            case Errno.EEXIST:
+                // The first page is already mapped (a racing resolver or a re-raised fault). It is success, but the
+                // failed ioctl woke nobody: wake the page's waiters and go on with the rest.
+                ulong step = (ulong)r.PageSize;
+                Wake(r, start, step);
+                r.Control.Add(stale ? RegionStat.StaleFaults : RegionStat.AlreadyPresent, 1);
+                start += step;
+                length -= Math.Min(step, length);
+                return true;
+            case Errno.EAGAIN:
+            case Errno.EINTR:
+                // The mm is changing (an mremap/munmap in flight). We subscribe to no events, so this clears by itself.
+                r.Control.Add(RegionStat.Retries, 1);
+                Thread.Yield();
+                return true;
+            case Errno.ENOENT:
+            case Errno.ESRCH:
+            case Errno.EINVAL:
+                // The range was unregistered or unmapped, or the application exited: nobody is waiting any more.
+                length = 0;
+                return false;
+            case Errno.EFAULT:
+                return false;
+            default:
+                r.Control.Add(RegionStat.Errors, 1);
+                Log.ResolveFailed(_logger, length, start, errno);
+                Wake(r, start, length);
+                length = 0;
+                return false;
+        }
+    }
+
+    // ---------- anonymous: UFFDIO_COPY (or ZEROPAGE) from a buffer ----------
+
+    /// <summary>Installs pages read into <paramref name="buffer"/> (COPY, or ZEROPAGE for all-zero data), waking their
+    /// waiters, then marks them filled.</summary>
+    private void MapAnonymous(ServedRegion r, long first, long count, PageReadStatus status, byte* buffer, bool stale)
+    {
+        long offset = first << r.PageShift;
+        long length = count << r.PageShift;
+        if (status == PageReadStatus.Data && PageCopy.IsZero(buffer, (nuint)length, PageCopy.Best))
+        {
+            // All-zero data (sparse files, zero-initialised tensors): map the shared zero page instead of copying
+            // a page of zeros into a new one. The check reads the bytes just written, still in cache.
+            status = PageReadStatus.Zero;
+        }
+        ulong start = r.Start + (ulong)offset;
+        ulong remaining = (ulong)length;
+        ulong source = (ulong)buffer;
+        long present = 0;
+        while (remaining > 0)
+        {
+            var errno = status == PageReadStatus.Zero
+                ? _uffd.ZeroPage(start, remaining, wake: true, out long done)
+                : _uffd.Copy(start, source, remaining, wake: true, out done);
+            if (errno == Errno.None)
+            {
+                r.Control.Add(RegionStat.Resolutions, 1);
+                break;
+            }
+            if (done > 0)
+            {
+                start += (ulong)done;
+                source += (ulong)done;
+                remaining -= (ulong)done;
+                continue;
+            }
+            ulong before = start;
+            if (!HandleResolveError(r, errno, stale, ref start, ref remaining))
+            {
+                return; // the range is gone (unregistered) or the application exited: nothing to mark
+            }
+            if (errno == Errno.EEXIST)
+            {
+                present++;
+            }
+            source += start - before;
+        }
+        r.Control.Add(RegionStat.PagesFilled, count - present);
+        if (status == PageReadStatus.Zero)
+        {
+            r.Control.Add(RegionStat.ZeroPagesFilled, count);
+        }
+        r.Control.MarkFilled(first, count);
+    }
+
+    // ---------- the store, and what happens when it fails ----------
+
+    private bool TryRead(ServedRegion r, long offset, Span<byte> destination, out PageReadStatus status)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                status = r.Store.Read(offset, destination);
+                if (status == PageReadStatus.Data)
+                {
+                    r.Control.Add(RegionStat.BytesRead, destination.Length);
+                    PagerMetrics.BytesRead.Add(destination.Length);
+                }
+                return true;
+            }
+#pragma warning disable CA1031 // A store is user code: whatever it throws becomes a retry or a poisoned page, never a dead pager.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                if (IsTransient(e) && attempt < FillAttempts)
+                {
+                    r.Control.Add(RegionStat.Retries, 1);
+                    continue;
+                }
+                r.Control.Add(RegionStat.Errors, 1);
+                Log.StoreReadFailed(_logger, e, r.StoreName, destination.Length, offset, r.Id, attempt);
+                status = default;
+                return false;
+            }
+        }
+    }
+
+    private static bool IsTransient(Exception e) => e is PageStoreException { IsTransient: true } or IOException or OperationCanceledException or TimeoutException;
+
+    /// <summary>Fails the faults on pages the store cannot produce: the touching thread gets SIGBUS, which is honest,
+    /// where zeros would be a wrong byte and leaving it blocked would be a hang.</summary>
+    private void Poison(ServedRegion r, long page, long count)
+    {
+        ulong start = r.Start + ((ulong)page << r.PageShift), length = (ulong)count << r.PageShift;
+        var errno = _uffd.Poison(start, length);
+        if (errno == Errno.None)
+        {
+            r.Control.Add(RegionStat.Poisoned, count);
+            return;
+        }
+        if (errno == Errno.EEXIST)
+        {
+            return; // mapped meanwhile: nothing waits on it
+        }
+        Log.PoisonFailed(_logger, count, start, errno);
+        Wake(r, start, length);
+    }
+}

@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Paging.Interop;
+
+namespace Paging.Engine;
+
+/// <summary>
+/// One fill thread's own things: its epoll set (the uffd and the work eventfd with EPOLLEXCLUSIVE, the stop eventfd
+/// without), its message and sort buffers, its anonymous copy buffer, its splice pipe, its pending fills, and the
+/// watchdog slot through which a synchronous store read that outlives its deadline is abandoned.
+/// </summary>
+internal sealed unsafe class FillThread : IDisposable
+{
+    /// <summary>The slot's states, in the low two bits of <see cref="_slot"/> under a sequence number (no ABA): a CAS
+    /// decides whether the thread maps its pages or the watchdog poisons them.</summary>
+    internal const long Idle = 0, Reading = 1, Resolving = 2, TimedOut = 3;
+
+    private readonly FileDescriptor _epoll;
+    private readonly FileDescriptor _work;
+    private readonly byte* _events;
+    private long _slot;
+    private long _readSince;
+    private long _deadlineTicks;
+    private Fill _current;
+
+    public FillThread(int index, FileDescriptor uffd, FileDescriptor work, FileDescriptor stop)
+    {
+        Index = index;
+        _work = work;
+        _epoll = FileDescriptor.Check(Libc.EpollCreate1(Libc.EPOLL_CLOEXEC), "epoll_create1");
+        Libc.EpollAdd(_epoll, uffd, Libc.EPOLLIN | Libc.EPOLLEXCLUSIVE, "userfaultfd");
+        Libc.EpollAdd(_epoll, work, Libc.EPOLLIN | Libc.EPOLLEXCLUSIVE, "work eventfd");
+        Libc.EpollAdd(_epoll, stop, Libc.EPOLLIN, "stop eventfd");
+        Messages = (Libc.UffdMsg*)NativeMemory.AlignedAlloc((nuint)(FaultEngine.BatchMessages * sizeof(Libc.UffdMsg)), 64);
+        Keys = (ulong*)NativeMemory.AlignedAlloc(FaultEngine.BatchMessages * sizeof(ulong), 64);
+        CopyBuffer = (byte*)NativeMemory.AlignedAlloc(FaultEngine.MaxRunBytes, 4096);
+        _events = (byte*)NativeMemory.Alloc(4 * Libc.EpollEventBytes);
+    }
+
+    public int Index { get; }
+
+    public Thread? Thread { get; set; }
+
+    public Libc.UffdMsg* Messages { get; }
+
+    public ulong* Keys { get; }
+
+    /// <summary>Anonymous fills read into this, then UFFDIO_COPY it.</summary>
+    public byte* CopyBuffer { get; }
+
+    /// <summary>Fills planned from one drain of the uffd: at most one per run, 16 reads of 64 messages.</summary>
+    public Fill[] Pending { get; } = new Fill[16 * FaultEngine.BatchMessages];
+
+    public int PendingCount { get; set; }
+
+    public ServedRegion? LastRegion { get; set; }
+
+    public FileDescriptor? PipeRead { get; set; }
+
+    public FileDescriptor? PipeWrite { get; set; }
+
+    public int PipeCapacity { get; set; }
+
+    /// <summary>Sleeps until a fault, queued work or the stop signal.</summary>
+    public void Wait()
+    {
+        int n = Libc.EpollWait(_epoll, _events, 4, -1);
+        if (n > 0)
+        {
+            // The work eventfd is level-triggered: whoever wakes for it resets it (and re-signals if work remains).
+            Libc.Drain(_work);
+        }
+    }
+
+    /// <summary>Marks the start of a synchronous store read of <paramref name="fill"/>.</summary>
+    public void BeginRead(in Fill fill)
+    {
+        long sequence = (Volatile.Read(ref _slot) >> 2) + 1;
+        _current = fill;
+        _deadlineTicks = (long)(fill.Region.ReadTimeout.TotalSeconds * Stopwatch.Frequency);
+        Volatile.Write(ref _readSince, Stopwatch.GetTimestamp());
+        Volatile.Write(ref _slot, sequence << 2 | Reading);
+    }
+
+    /// <summary>The read returned: true when this thread may map the pages, false when the watchdog timed it out
+    /// (the waiting pages were poisoned; the fill is abandoned).</summary>
+    public bool TryBeginResolve()
+    {
+        long slot = Volatile.Read(ref _slot);
+        return (slot & 3) == Reading && Interlocked.CompareExchange(ref _slot, (slot & ~3L) | Resolving, slot) == slot;
+    }
+
+    public void EndFill() => Volatile.Write(ref _slot, Volatile.Read(ref _slot) & ~3L);
+
+    /// <summary>Called by the watchdog: a read past its region's deadline is abandoned and its waiting pages poisoned.</summary>
+    public void CheckTimeout(long now, FaultEngine engine)
+    {
+        long slot = Volatile.Read(ref _slot);
+        if ((slot & 3) != Reading)
+        {
+            return;
+        }
+        long since = Volatile.Read(ref _readSince);
+        long deadline = _deadlineTicks;
+        var fill = _current;
+        // The fill read above belongs to this slot's sequence only if the slot is unchanged: the CAS checks that.
+        if (fill.Region is null || now - since < deadline)
+        {
+            return;
+        }
+        if (Interlocked.CompareExchange(ref _slot, (slot & ~3L) | TimedOut, slot) == slot)
+        {
+            engine.OnReadTimedOut(fill);
+        }
+    }
+
+    public void Dispose()
+    {
+        _epoll.Dispose();
+        PipeRead?.Dispose();
+        PipeWrite?.Dispose();
+        NativeMemory.AlignedFree(Messages);
+        NativeMemory.AlignedFree(Keys);
+        NativeMemory.AlignedFree(CopyBuffer);
+        NativeMemory.Free(_events);
+    }
+}

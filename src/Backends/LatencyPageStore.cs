@@ -1,0 +1,223 @@
+using System.Diagnostics;
+using System.Threading.Tasks.Sources;
+using Paging.Stores;
+
+namespace Paging.Backends;
+
+/// <summary>
+/// A decorator that makes every read of the inner store take <see cref="Delay"/> longer, asynchronously, like a network
+/// store: reads are in flight at once and complete out of a timer thread (the harness's <c>--store-delay-us</c>).
+/// Allocation-free per read: the pending reads are pooled <see cref="IValueTaskSource{TResult}"/>s ordered by deadline.
+/// </summary>
+public sealed class LatencyPageStore : DelegatingPageStore
+{
+    /// <summary>The store kind on the wire.</summary>
+    public const string Kind = "latency";
+
+    /// <summary>The setting keys: the inner store's kind and the delay; every other setting goes to the inner store.</summary>
+    public static class Settings
+    {
+        /// <summary>The inner store's kind (default "file").</summary>
+        public const string Inner = "inner";
+
+        /// <summary>Microseconds added to every read.</summary>
+        public const string DelayMicroseconds = "delay_us";
+    }
+
+    private readonly Lock _lock = new();
+    private readonly PriorityQueue<Pending, long> _due = new();
+    private readonly Stack<Pending> _pool = new();
+    private readonly Thread _timer;
+    private readonly SemaphoreSlim _wake = new(0);
+    private volatile bool _disposed;
+
+    /// <summary>Wraps <paramref name="inner"/> with <paramref name="delay"/> per read.</summary>
+    public LatencyPageStore(IPageStore inner, TimeSpan delay) : base(inner)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(delay, TimeSpan.Zero);
+        Delay = delay;
+        _timer = new Thread(RunTimer) { IsBackground = true, Name = "paging-latency-store" };
+        _timer.Start();
+    }
+
+    /// <summary>Describes a latency store over another store's descriptor.</summary>
+    public static PageStoreDescriptor Describe(PageStoreDescriptor inner, TimeSpan delay)
+    {
+        ArgumentNullException.ThrowIfNull(inner);
+        var settings = new Dictionary<string, string>(inner.Settings, StringComparer.Ordinal)
+        {
+            [Settings.Inner] = inner.Kind,
+            [Settings.DelayMicroseconds] = ((long)delay.TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        return new PageStoreDescriptor(Kind, settings);
+    }
+
+    /// <summary>Builds the inner store from the same settings, then wraps it (inside the pager).</summary>
+    public static LatencyPageStore Create(PageStoreContext context, PageStoreRegistry registry)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(registry);
+        string innerKind = context.Get(Settings.Inner, FilePageStore.Kind);
+        if (innerKind == Kind)
+        {
+            throw new PageStoreException(PageStoreError.Configuration, "a latency store cannot wrap another latency store");
+        }
+        long us = context.GetInt64(Settings.DelayMicroseconds, 0, min: 0, max: 60_000_000);
+        var inner = registry.Create(new PageStoreContext(new PageStoreDescriptor(innerKind, context.Settings), context.RegionLength, context.PageSize));
+        return new LatencyPageStore(inner, TimeSpan.FromMicroseconds(us));
+    }
+
+    /// <summary>The delay added to every read.</summary>
+    public TimeSpan Delay { get; }
+
+    /// <inheritdoc />
+    public override PageStoreCapabilities Capabilities => base.Capabilities | PageStoreCapabilities.Asynchronous;
+
+    /// <inheritdoc />
+    public override PageReadStatus Read(long offset, Span<byte> destination)
+    {
+        var until = Stopwatch.GetTimestamp() + (long)(Delay.TotalSeconds * Stopwatch.Frequency);
+        Thread.Sleep(Delay);
+        while (Stopwatch.GetTimestamp() < until)
+        {
+            Thread.SpinWait(16);
+        }
+        return Inner.Read(offset, destination);
+    }
+
+    /// <inheritdoc />
+    public override ValueTask<PageReadStatus> ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Pending p;
+        lock (_lock)
+        {
+            p = _pool.Count > 0 ? _pool.Pop() : new Pending(this);
+            p.Start(offset, destination, cancellationToken);
+            _due.Enqueue(p, Stopwatch.GetTimestamp() + (long)(Delay.TotalSeconds * Stopwatch.Frequency));
+        }
+        _wake.Release();
+        return new ValueTask<PageReadStatus>(p, p.Version);
+    }
+
+    private void RunTimer()
+    {
+        while (!_disposed)
+        {
+            Pending? ready = null;
+            long wait;
+            lock (_lock)
+            {
+                if (_due.TryPeek(out var next, out long deadline))
+                {
+                    wait = deadline - Stopwatch.GetTimestamp();
+                    if (wait <= 0 || next.Cancelled)
+                    {
+                        ready = _due.Dequeue();
+                    }
+                }
+                else
+                {
+                    wait = long.MaxValue;
+                }
+            }
+            if (ready is not null)
+            {
+                ready.Complete();
+                continue;
+            }
+            if (wait == long.MaxValue)
+            {
+                _wake.Wait(100);
+            }
+            else if (wait > Stopwatch.Frequency / 500)
+            {
+                // More than 2 ms away: sleep most of it (a new, earlier read wakes the semaphore).
+                _wake.Wait(TimeSpan.FromSeconds((double)(wait - Stopwatch.Frequency / 1000) / Stopwatch.Frequency));
+            }
+            else
+            {
+                Thread.SpinWait(64); // the last ~2 ms are spun: Linux timers are ~1 ms coarse
+            }
+        }
+    }
+
+    private void Return(Pending p)
+    {
+        lock (_lock)
+        {
+            _pool.Push(p);
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        _disposed = true;
+        _wake.Release();
+        if (disposing)
+        {
+            _timer.Join(TimeSpan.FromSeconds(5));
+            _wake.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    /// <summary>One read waiting for its deadline; reused after its result is taken.</summary>
+    private sealed class Pending(LatencyPageStore owner) : IValueTaskSource<PageReadStatus>
+    {
+        private ManualResetValueTaskSourceCore<PageReadStatus> _core = new() { RunContinuationsAsynchronously = true };
+        private long _offset;
+        private Memory<byte> _destination;
+        private CancellationToken _cancellation;
+
+        public short Version => _core.Version;
+
+        public bool Cancelled => _cancellation.IsCancellationRequested;
+
+        public void Start(long offset, Memory<byte> destination, CancellationToken cancellation)
+        {
+            _core.Reset();
+            _offset = offset;
+            _destination = destination;
+            _cancellation = cancellation;
+        }
+
+        public void Complete()
+        {
+            if (_cancellation.IsCancellationRequested)
+            {
+                _core.SetException(new OperationCanceledException(_cancellation));
+                return;
+            }
+            try
+            {
+                _core.SetResult(owner.Inner.Read(_offset, _destination.Span));
+            }
+#pragma warning disable CA1031 // The inner store's failure is the read's result, delivered to the awaiter.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                _core.SetException(e);
+            }
+        }
+
+        public PageReadStatus GetResult(short token)
+        {
+            try
+            {
+                return _core.GetResult(token);
+            }
+            finally
+            {
+                _destination = default;
+                owner.Return(this);
+            }
+        }
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
+    }
+}
