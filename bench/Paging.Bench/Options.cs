@@ -14,6 +14,20 @@ internal sealed class Options
     public bool Baselines { get; set; } = true;
     public string? File { get; set; }
     public string? PlotDirectory { get; set; }
+    public int StoreDelayMicroseconds { get; set; }
+    public int? PagerSpinMicroseconds { get; set; }
+    public int? FillThreads { get; set; }
+
+    /// <summary>The runtime options these flags ask for.</summary>
+    public PagingRuntimeOptions RuntimeOptions()
+    {
+        var defaults = new PagingRuntimeOptions();
+        return new PagingRuntimeOptions
+        {
+            PagerSpin = PagerSpinMicroseconds is { } us ? TimeSpan.FromMicroseconds(us) : defaults.PagerSpin,
+            FillThreads = FillThreads ?? defaults.FillThreads,
+        };
+    }
 
     public const string Usage = """
         Paging.Bench — the paging benchmark harness. With no arguments: a 1 GiB data file in a temp folder, every
@@ -22,11 +36,16 @@ internal sealed class Options
 
           --arena a,b        anonymous | shmem | hugetlb (default: all)
           --backend a,b      zero | file (default: both)
-          --pattern a,b      seq | random | cold (seq after drop_caches; file backend only) | refault (seq after
+          --pattern a,b      seq | random | cold (seq after drop_caches; file backend only) | cold-random (random
+                             after drop_caches, with a pread baseline at the same --threads) | refault (seq after
                              dropping the mappings: pure MINOR faults; shmem/hugetlb only). Default: seq,random,cold
           --readahead x      on | off | both (default both): read-ahead and fault-around, or one page per fault
           --pages N          4 KiB touches per scenario (default 65536)
-          --threads N        touching threads (default 1)
+          --threads N        touching threads (default 1); the pread baselines use as many
+          --pager-spin-us N  how long a fill thread polls the uffd after a batch (PagingRuntimeOptions.PagerSpin)
+          --fill-threads N   fill threads per pager (PagingRuntimeOptions.FillThreads)
+          --store-delay-us N every store read takes N µs more, asynchronously (the latency decorator, like a
+                             network store); scenario names get "+N us"
           --size BYTES       data file size (default 1073741824; suffixes K, M, G)
           --file PATH        use this file instead of generating one
           --no-baselines     skip the kernel baselines
@@ -70,6 +89,9 @@ internal sealed class Options
                     break;
                 case "--pages": o.Pages = Positive(Next(), "--pages"); break;
                 case "--threads": o.Threads = Positive(Next(), "--threads"); break;
+                case "--pager-spin-us": o.PagerSpinMicroseconds = int.TryParse(Next(), out int ps) && ps >= 0 ? ps : throw new ArgumentException("--pager-spin-us takes a non-negative integer"); break;
+                case "--fill-threads": o.FillThreads = Positive(Next(), "--fill-threads"); break;
+                case "--store-delay-us": o.StoreDelayMicroseconds = int.TryParse(Next(), out int d) && d >= 0 ? d : throw new ArgumentException("--store-delay-us takes a non-negative integer"); break;
                 case "--size": o.FileSize = ParseSize(Next()); break;
                 case "--file": o.File = Next(); break;
                 case "--no-baselines": o.Baselines = false; break;

@@ -71,7 +71,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     _notes.Add($"hugetlb skipped: {why}");
                 }
             }
-            using var runtime = PagingRuntime.Start();
+            using var runtime = PagingRuntime.Start(options.RuntimeOptions());
             WarmUp(runtime, path, huge is not null ? fileSize / (2 << 20) : 0);
             var fd = Libc.Open(path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec, 0);
             if (fd.IsInvalid)
@@ -157,12 +157,13 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         {
             foreach (string pattern in options.Patterns)
             {
-                if (pattern == "cold" && backend != "file")
+                bool cold = pattern is "cold" or "cold-random";
+                if (cold && backend != "file")
                 {
                     continue; // nothing to read cold from the zero store
                 }
-                long[] offsets = Scenarios.Offsets(pattern == "random" ? "random" : "seq", options.Pages, fileSize);
-                if (backend == "file" && pattern != "cold")
+                long[] offsets = Scenarios.Offsets(pattern is "random" or "cold-random" ? "random" : "seq", options.Pages, fileSize);
+                if (backend == "file" && !cold)
                 {
                     // "Hot" means hot: earlier cold runs and huge page reservations may have evicted the file.
                     WarmFile(fd, fileSize);
@@ -172,7 +173,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                 Result? baseline = null;
                 if (options.Baselines)
                 {
-                    if (pattern == "cold" && !Scenarios.DropCaches())
+                    if (cold && !Scenarios.DropCaches())
                     {
                         _notes.Add("cold runs skipped: cannot write /proc/sys/vm/drop_caches (run as root)");
                         continue;
@@ -183,11 +184,16 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     _results.Add(baseline);
                     if (backend == "file" && pattern != "refault")
                     {
-                        if (pattern == "cold")
+                        if (cold)
                         {
                             Scenarios.DropCaches();
                         }
-                        _results.Add(MeasurePread(fd, offsets, pattern, generated));
+                        var pread = MeasurePread(fd, offsets, pattern, generated);
+                        _results.Add(pread);
+                        if (pattern == "cold-random")
+                        {
+                            baseline = pread; // the yardstick: 4 KiB preads at the same thread count
+                        }
                     }
                     task.Increment(1);
                 }
@@ -195,7 +201,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                 {
                     foreach (bool readAhead in options.ReadAhead)
                     {
-                        if (pattern == "cold" && !Scenarios.DropCaches())
+                        if (cold && !Scenarios.DropCaches())
                         {
                             _notes.Add("cold runs skipped: cannot write /proc/sys/vm/drop_caches (run as root)");
                             return;
@@ -234,6 +240,10 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     private Result MeasurePaging(PagingRuntime runtime, ArenaKind arena, string backend, string path, long fileSize, long[] offsets, string pattern, bool generated, bool readAhead)
     {
         var store = backend == "file" ? PageStoreDescriptor.File(path) : PageStoreDescriptor.Zero();
+        if (options.StoreDelayMicroseconds > 0)
+        {
+            store = PageStoreDescriptor.WithLatency(store, TimeSpan.FromMicroseconds(options.StoreDelayMicroseconds));
+        }
         using var region = runtime.CreateRegion(new RegionOptions
         {
             Arena = arena, Length = fileSize, Store = store, Prefetch = readAhead ? new PrefetchOptions() : PrefetchOptions.None,
@@ -248,7 +258,8 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         var (seconds, sum) = Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
         var after = region.Statistics;
         string name = readAhead ? "paging" : "paging-1pg";
-        var result = Make($"{name}/{Name(arena)}", Name(arena), backend, pattern, offsets, latencies, seconds, after.Faults - before.Faults, Verify(backend, offsets, sum, generated));
+        string label = options.StoreDelayMicroseconds > 0 ? $"{backend}+{options.StoreDelayMicroseconds}us" : backend;
+        var result = Make($"{name}/{Name(arena)}", Name(arena), label, pattern, offsets, latencies, seconds, after.Faults - before.Faults, Verify(backend, offsets, sum, generated));
         result.ReadAhead = readAhead ? "on" : "off";
         // Read-ahead may still be filling pages in the background; what it read by the end of the touches counts.
         result.BytesRead = backend == "file" ? after.BytesRead - before.BytesRead : -1;
@@ -295,7 +306,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     {
         var latencies = new long[offsets.Length];
         bool large = pattern == "cold";
-        var (seconds, sum) = large ? Scenarios.PreadLarge(fd, offsets, latencies) : Scenarios.Pread(fd, offsets, latencies);
+        var (seconds, sum) = large ? Scenarios.PreadLarge(fd, offsets, latencies) : Scenarios.Pread(fd, offsets, latencies, options.Threads);
         return Make(large ? "kernel/pread-1MiB" : "kernel/pread", large ? "pread 1 MiB" : "pread 4K", "file", pattern, offsets, latencies, seconds, 0, Verify("file", offsets, sum, generated));
     }
 

@@ -97,30 +97,56 @@ internal static unsafe partial class Scenarios
         return sum;
     }
 
-    /// <summary>The pread baseline: each touch is one 4 KiB pread into a buffer.</summary>
-    public static (double Seconds, ulong Sum) Pread(FileDescriptor fd, long[] offsets, long[] latencies)
+    /// <summary>The pread baseline: each touch is one 4 KiB pread into a buffer, from <paramref name="threads"/>
+    /// threads (contiguous shares, as the touches are split).</summary>
+    public static (double Seconds, ulong Sum) Pread(FileDescriptor fd, long[] offsets, long[] latencies, int threads = 1)
     {
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc(Page, Page);
-        try
+        ulong total = 0;
+        using var start = new Barrier(threads + 1);
+        var workers = new Thread[threads];
+        int share = (offsets.Length + threads - 1) / threads;
+        Exception? error = null;
+        for (int t = 0; t < threads; t++)
         {
-            ulong sum = 0;
-            long t0 = Stopwatch.GetTimestamp();
-            for (int i = 0; i < offsets.Length; i++)
+            int from = t * share, to = Math.Min(offsets.Length, from + share);
+            workers[t] = new Thread(() =>
             {
-                long s = Stopwatch.GetTimestamp();
-                if (Libc.Pread(fd, buffer, Page, offsets[i]) != Page)
+                byte* buffer = (byte*)NativeMemory.AlignedAlloc(Page, Page);
+                try
                 {
-                    throw Libc.Error($"pread at {offsets[i]}");
+                    start.SignalAndWait();
+                    ulong sum = 0;
+                    for (int i = from; i < to; i++)
+                    {
+                        long s = Stopwatch.GetTimestamp();
+                        if (Libc.Pread(fd, buffer, Page, offsets[i]) != Page)
+                        {
+                            throw Libc.Error($"pread at {offsets[i]}");
+                        }
+                        sum += *(ulong*)buffer;
+                        latencies[i] = Stopwatch.GetTimestamp() - s;
+                    }
+                    Interlocked.Add(ref total, sum);
                 }
-                sum += *(ulong*)buffer;
-                latencies[i] = Stopwatch.GetTimestamp() - s;
-            }
-            return (Stopwatch.GetElapsedTime(t0).TotalSeconds, sum);
+                catch (PagingSystemException e)
+                {
+                    error = e;
+                }
+                finally
+                {
+                    NativeMemory.AlignedFree(buffer);
+                }
+            }) { Name = $"pread {t}" };
+            workers[t].Start();
         }
-        finally
+        start.SignalAndWait();
+        long t0 = Stopwatch.GetTimestamp();
+        foreach (var w in workers)
         {
-            NativeMemory.AlignedFree(buffer);
+            w.Join();
         }
+        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        return error is null ? (seconds, total) : throw error;
     }
 
     /// <summary>The large-pread baseline for cold reads: 1 MiB preads in order over the touched span.</summary>

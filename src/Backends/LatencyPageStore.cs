@@ -9,7 +9,7 @@ namespace Paging.Backends;
 /// store: reads are in flight at once and complete out of a timer thread (the harness's <c>--store-delay-us</c>).
 /// Allocation-free per read: the pending reads are pooled <see cref="IValueTaskSource{TResult}"/>s ordered by deadline.
 /// </summary>
-public sealed class LatencyPageStore : DelegatingPageStore
+public sealed partial class LatencyPageStore : DelegatingPageStore
 {
     /// <summary>The store kind on the wire.</summary>
     public const string Kind = "latency";
@@ -36,6 +36,12 @@ public sealed class LatencyPageStore : DelegatingPageStore
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(delay, TimeSpan.Zero);
         Delay = delay;
+        // Pre-sized to the engine's in-flight limit per store (256), so reads never allocate once started.
+        for (int i = 0; i < 256; i++)
+        {
+            _pool.Push(new Pending(this));
+        }
+        _due.EnsureCapacity(256);
         _timer = new Thread(RunTimer) { IsBackground = true, Name = "paging-latency-store" };
         _timer.Start();
     }
@@ -130,17 +136,31 @@ public sealed class LatencyPageStore : DelegatingPageStore
             {
                 _wake.Wait(100);
             }
-            else if (wait > Stopwatch.Frequency / 500)
-            {
-                // More than 2 ms away: sleep most of it (a new, earlier read wakes the semaphore).
-                _wake.Wait(TimeSpan.FromSeconds((double)(wait - Stopwatch.Frequency / 1000) / Stopwatch.Frequency));
-            }
             else
             {
-                Thread.SpinWait(64); // the last ~2 ms are spun: Linux timers are ~1 ms coarse
+                // Every read has the same delay, so a read queued later is never due earlier: sleep until the head is
+                // due, to the microsecond (managed waits round to whole milliseconds on Linux).
+                Sleep(wait);
             }
         }
     }
+
+    private static unsafe void Sleep(long stopwatchTicks)
+    {
+        long ns = stopwatchTicks * 1_000_000_000 / Stopwatch.Frequency;
+        var ts = new Timespec { Seconds = ns / 1_000_000_000, Nanoseconds = ns % 1_000_000_000 };
+        _ = Nanosleep(&ts, null);
+    }
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct Timespec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "nanosleep")]
+    private static unsafe partial int Nanosleep(Timespec* request, Timespec* remaining);
 
     private void Return(Pending p)
     {
@@ -166,7 +186,8 @@ public sealed class LatencyPageStore : DelegatingPageStore
     /// <summary>One read waiting for its deadline; reused after its result is taken.</summary>
     private sealed class Pending(LatencyPageStore owner) : IValueTaskSource<PageReadStatus>
     {
-        private ManualResetValueTaskSourceCore<PageReadStatus> _core = new() { RunContinuationsAsynchronously = true };
+        // Completions run on the timer thread, as a network store's run on its I/O thread: no thread-pool hop.
+        private ManualResetValueTaskSourceCore<PageReadStatus> _core = new() { RunContinuationsAsynchronously = false };
         private long _offset;
         private Memory<byte> _destination;
         private CancellationToken _cancellation;

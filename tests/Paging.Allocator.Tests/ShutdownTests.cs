@@ -118,8 +118,9 @@ public sealed unsafe class ShutdownTests
                 Run.Within(TimeSpan.FromSeconds(20), () => Assert.Equal(0, region.AsSpan(0, 4096)[17]), "touch");
             }
             string text = File.ReadAllText(log);
-            Assert.DoesNotContain("takes over", text, StringComparison.Ordinal);
-            Assert.Equal(8, CountOf(text, "pager exits"));
+            Assert.False(text.Contains("takes over", StringComparison.Ordinal), text);
+            // Every pager that served (Debug line "serving application") left through an orderly exit.
+            Assert.True(CountOf(text, "pager exits") == CountOf(text, "serving application") && CountOf(text, "pager exits") >= 8, text);
 
             // The same log does show a promotion when the active pager really dies: the check above can fail.
             using (var runtime = PagingRuntime.Start(options))

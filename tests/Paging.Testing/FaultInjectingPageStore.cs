@@ -1,16 +1,21 @@
-
 namespace Paging.Testing;
 
 /// <summary>
-/// Wraps a store and fails on purpose. Built by the pager as a custom store (assembly = this one), with settings:
+/// Wraps a store and misbehaves on purpose. Built by the pager as a custom store (assembly = this one), with settings:
 /// <c>inner</c> ("zero" or "file" plus the file settings), <c>fail_offset</c> (reads touching this region offset
-/// fail), <c>fail_times</c> (how many times, -1 = always; default -1), <c>error</c> (Io, Corrupt...).
-/// Also usable directly in the contract suite.
+/// fail), <c>fail_times</c> (how many times, -1 = always; default -1), <c>error</c> (Io, Corrupt...),
+/// <c>async</c> ("true": reads complete later, on the thread pool), <c>delay_us</c> (every read takes this long),
+/// <c>jitter_us</c> (plus a random part: completions come out of order), <c>stall_offset</c> (reads touching this
+/// offset never complete: async ones until cancelled, synchronous ones for 60 s). Also usable directly.
 /// </summary>
 public sealed class FaultInjectingPageStore : DelegatingPageStore
 {
     private readonly long _failOffset;
     private readonly PageStoreError _error;
+    private readonly bool _async;
+    private readonly int _delayMicroseconds;
+    private readonly int _jitterMicroseconds;
+    private readonly long _stallOffset;
     private int _failuresLeft;
 
     public FaultInjectingPageStore(PageStoreContext context)
@@ -18,32 +23,78 @@ public sealed class FaultInjectingPageStore : DelegatingPageStore
                 new PageStoreDescriptor(context.Get("inner", "zero"), context.Settings), context.RegionLength, context.PageSize)),
             context.GetInt64("fail_offset", -1),
             (int)context.GetInt64("fail_times", -1, min: -1, max: int.MaxValue),
-            Enum.Parse<PageStoreError>(context.Get("error", "Io")))
+            Enum.Parse<PageStoreError>(context.Get("error", "Io")),
+            context.GetBoolean("async", false),
+            (int)context.GetInt64("delay_us", 0, min: 0, max: 60_000_000),
+            (int)context.GetInt64("jitter_us", 0, min: 0, max: 60_000_000),
+            context.GetInt64("stall_offset", -1))
     {
     }
 
-    public FaultInjectingPageStore(IPageStore inner, long failOffset, int failTimes, PageStoreError error) : base(inner)
+    public FaultInjectingPageStore(IPageStore inner, long failOffset, int failTimes, PageStoreError error,
+        bool isAsync = false, int delayMicroseconds = 0, int jitterMicroseconds = 0, long stallOffset = -1) : base(inner)
     {
         _failOffset = failOffset;
         _failuresLeft = failTimes;
         _error = error;
+        _async = isAsync;
+        _delayMicroseconds = delayMicroseconds;
+        _jitterMicroseconds = jitterMicroseconds;
+        _stallOffset = stallOffset;
     }
 
-    public int Failures { get; private set; }
+    public int Failures => Volatile.Read(ref _failures);
 
-    public override PageReadStatus Read(long offset, Span<byte> destination)
+    private int _failures;
+
+    public override PageStoreCapabilities Capabilities => base.Capabilities | (_async ? PageStoreCapabilities.Asynchronous : 0);
+
+    private static bool Covers(long at, long offset, int length) => at >= 0 && offset <= at && at < offset + length;
+
+    private int DelayMicroseconds() => _delayMicroseconds + (_jitterMicroseconds > 0 ? Random.Shared.Next(_jitterMicroseconds) : 0);
+
+    private PageReadStatus ReadNow(long offset, Span<byte> destination)
     {
-        if (_failOffset >= 0 && offset <= _failOffset && _failOffset < offset + destination.Length && _failuresLeft != 0)
+        if (Covers(_failOffset, offset, destination.Length) && Volatile.Read(ref _failuresLeft) != 0)
         {
-            if (_failuresLeft > 0)
+            if (Volatile.Read(ref _failuresLeft) > 0)
             {
-                _failuresLeft--;
+                Interlocked.Decrement(ref _failuresLeft);
             }
-            Failures++;
+            Interlocked.Increment(ref _failures);
             // Scribble first: a failed read must never leave bytes the runtime would map.
             destination.Fill(0xEE);
             throw new PageStoreException(_error, $"injected {_error} failure reading offset {offset}");
         }
         return Inner.Read(offset, destination);
+    }
+
+    public override PageReadStatus Read(long offset, Span<byte> destination)
+    {
+        if (Covers(_stallOffset, offset, destination.Length))
+        {
+            Thread.Sleep(TimeSpan.FromSeconds(60));
+        }
+        int delay = DelayMicroseconds();
+        if (delay > 0)
+        {
+            Thread.Sleep(TimeSpan.FromMicroseconds(delay));
+        }
+        return ReadNow(offset, destination);
+    }
+
+    public override async ValueTask<PageReadStatus> ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        if (!_async)
+        {
+            return Read(offset, destination.Span);
+        }
+        if (Covers(_stallOffset, offset, destination.Length))
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+        }
+        int delay = DelayMicroseconds();
+        await Task.Delay(TimeSpan.FromMicroseconds(Math.Max(delay, 1)), cancellationToken).ConfigureAwait(false);
+        return ReadNow(offset, destination.Span);
     }
 }

@@ -29,8 +29,7 @@ internal sealed unsafe partial class FaultEngine
             return;
         }
         Interlocked.Increment(ref _asyncInFlight);
-        var op = _asyncFills.Get();
-        op.Begin(f);
+        _asyncFills.Get().Begin(f);
     }
 
     /// <summary>A slot of <paramref name="r"/>'s store is held: start the next waiting fill in it, or give it back.</summary>
@@ -213,7 +212,7 @@ internal sealed unsafe partial class FaultEngine
         {
             var r = _fill.Region;
             _timeoutRegistration.Dispose();
-            r.Claims.Release(_fill.First, _fill.Count);
+            _engine.ReleaseClaims(r, _fill.First, _fill.Count);
             long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
             if (allocated != 0)
             {
@@ -226,7 +225,10 @@ internal sealed unsafe partial class FaultEngine
             engine._asyncFills.Return(this);
             Interlocked.Decrement(ref engine._asyncInFlight);
             engine.StartWaiting(r);
-            engine.SignalWork(); // background work may have waited for a slot of this store
+            if (engine.HasBackgroundWork)
+            {
+                engine.SignalWork(); // background work may have waited for a slot of this store
+            }
         }
 
         // ---- MemoryManager: the destination as Memory<byte>, valid while the read is in flight ----
@@ -251,6 +253,47 @@ internal sealed unsafe partial class FaultEngine
             public override AsyncFill Create() => new(engine);
 
             public override bool Return(AsyncFill obj) => true;
+        }
+
+        /// <summary>The pool of fills: Microsoft.Extensions.ObjectPool's policy shape over a fixed array stack, so a
+        /// warm pool allocates nothing (DefaultObjectPool's overflow queue allocates segments as it grows).</summary>
+        internal sealed class Pool(FaultEngine engine, int capacity) : ObjectPool<AsyncFill>
+        {
+            private readonly Policy _policy = new(engine);
+            private readonly AsyncFill[] _items = new AsyncFill[capacity];
+            private readonly Lock _lock = new();
+            private int _count;
+
+            public override AsyncFill Get()
+            {
+                lock (_lock)
+                {
+                    if (_count > 0)
+                    {
+                        var item = _items[--_count];
+                        _items[_count] = null!;
+                        return item;
+                    }
+                }
+                return _policy.Create();
+            }
+
+            public override void Return(AsyncFill obj)
+            {
+                if (!_policy.Return(obj))
+                {
+                    return;
+                }
+                lock (_lock)
+                {
+                    if (_count < _items.Length)
+                    {
+                        _items[_count++] = obj;
+                        return;
+                    }
+                }
+                ((IDisposable)obj).Dispose(); // beyond the pool's capacity: free its buffer
+            }
         }
     }
 

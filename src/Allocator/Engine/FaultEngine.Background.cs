@@ -20,6 +20,9 @@ internal sealed unsafe partial class FaultEngine
     private readonly WorkQueue _readAhead = new();
     private readonly WorkQueue _prefetch = new();
 
+    /// <summary>True when background work is queued (read without the lock: a hint for waking a thread).</summary>
+    private bool HasBackgroundWork => _readAhead.Count + _prefetch.Count > 0;
+
     /// <summary>A fault continuing a sequential stream resolves the whole block and schedules the next window.</summary>
     private void ExtendForReadAhead(ServedRegion region, long first, long end, ref long from, ref long to)
     {

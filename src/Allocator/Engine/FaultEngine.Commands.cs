@@ -68,11 +68,9 @@ internal sealed unsafe partial class FaultEngine
             region.Claims.Release(waiting.First, waiting.Count);
             region.Exit();
         }
-        if (!region.Close(region.ReadTimeout + TimeSpan.FromSeconds(5)))
-        {
-            throw new PagerException($"region {id} still has fills in flight after {region.ReadTimeout.TotalSeconds + 5:0} s; its store is left open");
-        }
-        region.Dispose();
+        // Fills in flight finish quickly (their ioctls fail on the unregistered range); one stuck in a store past its
+        // deadline keeps the region alive until it returns, and disposes it then.
+        _ = region.Close(TimeSpan.FromSeconds(1));
     }
 
     /// <summary>Punches pages [first, end) out of a shared arena: claims them first (waiting for fills in flight on

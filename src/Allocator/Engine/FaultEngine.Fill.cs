@@ -20,12 +20,17 @@ internal sealed unsafe partial class FaultEngine
     private void Execute(FillThread t, ref Fill f)
     {
         var r = f.Region;
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         if (r.IsAsync)
         {
             StartAsync(f);
+            long started = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+            if (started != 0)
+            {
+                r.Control.Add(RegionStat.ManagedBytesAllocated, started);
+            }
             return;
         }
-        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
         try
         {
             if (!ReadAndMap(t, f, f.First, f.Count, out bool abandoned) && !abandoned)
@@ -44,12 +49,28 @@ internal sealed unsafe partial class FaultEngine
         }
         finally
         {
-            r.Claims.Release(f.First, f.Count);
-            r.Exit();
+            ReleaseClaims(r, f.First, f.Count);
             long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
             if (allocated != 0)
             {
                 r.Control.Add(RegionStat.ManagedBytesAllocated, allocated);
+            }
+            r.Exit(); // last: the exit of a removed region's last user unmaps its control block
+        }
+    }
+
+    /// <summary>Releases a fill's claims. Threads that faulted on its pages while it ran joined it (their fault saw the
+    /// claim and waits for this fill's ioctl): any page it did not map — a failed read-ahead page, an abandoned read —
+    /// is woken after the release, so its waiters fault again and get a fill of their own instead of waiting forever.</summary>
+    private void ReleaseClaims(ServedRegion r, long first, long count)
+    {
+        r.Claims.Release(first, count);
+        for (long p = first; p < first + count; p++)
+        {
+            if (!r.Control.IsFilled(p))
+            {
+                Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)count << r.PageShift);
+                return;
             }
         }
     }
@@ -139,7 +160,24 @@ internal sealed unsafe partial class FaultEngine
     {
         if (r.Kind != ArenaKind.Anonymous)
         {
-            Continue(t, r, page, count, stale: true);
+            // A claimed page is a fill between marking it and mapping it: its CONTINUE wakes this fault. Mapping it
+            // here too would race that CONTINUE (one of the two would meet EEXIST on a fresh fill).
+            long p = page, end = page + count;
+            while (p < end)
+            {
+                if (r.Claims.IsClaimed(p))
+                {
+                    p++;
+                    continue;
+                }
+                long q = p + 1;
+                while (q < end && !r.Claims.IsClaimed(q))
+                {
+                    q++;
+                }
+                Continue(t, r, p, q - p, stale: true);
+                p = q;
+            }
             return;
         }
         for (long p = page; p < page + count; p++)

@@ -71,7 +71,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         _stopTimeout = stopTimeout ?? StopTimeout;
         _work = FileDescriptor.Check(Libc.Eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK), "eventfd");
         _stop = FileDescriptor.Check(Libc.Eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK), "eventfd");
-        _asyncFills = new DefaultObjectPool<AsyncFill>(new AsyncFill.Policy(this), MaxAsyncInFlight);
+        _asyncFills = new AsyncFill.Pool(this, MaxAsyncInFlight);
         // One-time initialisations of the fault path, so none is charged to the first fault (which must allocate
         // nothing): the instruments, the span sort's comparer, PageCopy's path selection, the stopwatch.
         _ = PagerMetrics.ServiceTime.Enabled;
@@ -222,7 +222,8 @@ internal sealed unsafe partial class FaultEngine : IDisposable
     /// this thread runs. False when there was no message.</summary>
     private bool DrainFaults(FillThread t)
     {
-        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        // Allocation is counted where it happens, charged to the region concerned while the thread is inside it:
+        // planning in ProcessBatch, each fill in Execute.
         t.PendingCount = 0;
         bool any = false;
         for (int round = 0; round < 16; round++)
@@ -265,11 +266,6 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             Execute(t, ref t.Pending[0]);
         }
         t.Pending.AsSpan(0, t.PendingCount).Clear();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
-        if (allocated != 0)
-        {
-            t.LastRegion?.Control.Add(RegionStat.ManagedBytesAllocated, allocated);
-        }
         return true;
     }
 
@@ -288,7 +284,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         var sorted = new Span<ulong>(t.Keys, keys);
         sorted.Sort();
         int k = 0;
-        ServedRegion? batchRegion = null;
+        bool counted = false;
         while (k < keys)
         {
             ulong address = sorted[k] & ~1UL;
@@ -300,7 +296,12 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                 k++;
                 continue;
             }
-            batchRegion = region;
+            long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+            if (!counted)
+            {
+                region.Control.Add(RegionStat.Batches, 1);
+                counted = true;
+            }
             long first = (long)((address - region.Start) >> region.PageShift);
             long end = first + 1;
             long maxPages = Math.Max(1, MaxRunBytes >> region.PageShift);
@@ -339,10 +340,14 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                 ExtendForReadAhead(region, first, end, ref from, ref to);
             }
             Plan(t, region, from, to, first, end, since, fromFault: true);
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+            if (allocated != 0)
+            {
+                region.Control.Add(RegionStat.ManagedBytesAllocated, allocated);
+            }
             region.Exit();
             k = j;
         }
-        batchRegion?.Control.Add(RegionStat.Batches, 1);
     }
 
     /// <summary>

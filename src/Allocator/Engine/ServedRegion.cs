@@ -11,8 +11,10 @@ namespace Paging.Engine;
 /// Fill threads enter it while they work on it; removal waits until they have all left.</summary>
 internal sealed unsafe class ServedRegion : IDisposable
 {
+    private const int Closed = 1 << 30; // added to _users by Close: TryEnter fails from then on
     private int _users;
     private int _inFlightAsync;
+    private int _disposed;
 
     public ServedRegion(ulong id, ArenaKind kind, ulong start, ulong length, int pageSize, RegionControlBlock control,
         Mapping? staging, IPageStore store, string storeName, ReadAheadPolicy policy, FileDescriptor? memfd = null,
@@ -84,7 +86,7 @@ internal sealed unsafe class ServedRegion : IDisposable
         while (true)
         {
             int users = Volatile.Read(ref _users);
-            if (users < 0)
+            if (users >= Closed)
             {
                 return false;
             }
@@ -95,25 +97,43 @@ internal sealed unsafe class ServedRegion : IDisposable
         }
     }
 
-    public void Exit() => Interlocked.Decrement(ref _users);
+    /// <summary>Leaves the region; the last user out of a closed region disposes it.</summary>
+    public void Exit()
+    {
+        if (Interlocked.Decrement(ref _users) == Closed)
+        {
+            DisposeOnce();
+        }
+    }
 
-    /// <summary>Refuses new work, then waits (up to <paramref name="timeout"/>) for the work in progress.</summary>
+    /// <summary>Refuses new work, waits up to <paramref name="timeout"/> for the work in progress, and disposes the
+    /// region — or leaves that to the last fill still inside (a store read abandoned by its deadline may return much
+    /// later: its region stays alive until then, and is never disposed under it). True when disposed here.</summary>
     public bool Close(TimeSpan timeout)
     {
+        if (Interlocked.Add(ref _users, Closed) == Closed)
+        {
+            DisposeOnce();
+            return true;
+        }
         var spin = new SpinWait();
         long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
-        while (true)
+        while (Volatile.Read(ref _disposed) == 0 && Environment.TickCount64 < deadline)
         {
-            int users = Volatile.Read(ref _users);
-            if (users == 0 && Interlocked.CompareExchange(ref _users, int.MinValue, 0) == 0)
-            {
-                return true;
-            }
-            if (Environment.TickCount64 > deadline)
-            {
-                return false;
-            }
             spin.SpinOnce(sleep1Threshold: 20);
+        }
+        return Volatile.Read(ref _disposed) != 0;
+    }
+
+    private void DisposeOnce()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            Store.Dispose();
+            Staging?.Dispose();
+            Memfd?.Dispose();
+            Control.Dispose();
+            Claims.Dispose();
         }
     }
 
@@ -130,12 +150,6 @@ internal sealed unsafe class ServedRegion : IDisposable
 
     public void EndAsync() => Interlocked.Decrement(ref _inFlightAsync);
 
-    public void Dispose()
-    {
-        Store.Dispose();
-        Staging?.Dispose();
-        Memfd?.Dispose();
-        Control.Dispose();
-        Claims.Dispose();
-    }
+    /// <summary>Disposes now (the engine is stopping and no fill thread is left).</summary>
+    public void Dispose() => DisposeOnce();
 }
