@@ -76,7 +76,16 @@ internal sealed unsafe class PagerProcess : IDisposable
                 Libc.Close(inheritable);
                 theirs.Dispose();
             }
-            pidfd = Libc.PidfdOpen(process.Id);
+            try
+            {
+                pidfd = Libc.PidfdOpen(process.Id);
+            }
+            catch (PagingSystemException e) when (e.Errno == Errno.ESRCH)
+            {
+                // It exited (and was reaped) before we could watch it: it could not start.
+                string exit = process.WaitForExit(2000) ? $"exit code {process.ExitCode}" : "gone";
+                throw new PagerException($"the pager '{launch}' exited at once ({exit}); its stderr says why", e);
+            }
             var pager = new PagerProcess(process, pidfd, channel, role);
             Span<byte> hello = stackalloc byte[64];
             var message = new HelloMessage(role, uffd.Features, tunables.SpinNanoseconds, tunables.LogLevel, tunables.FillThreads).Write(hello, 0);
