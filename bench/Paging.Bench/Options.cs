@@ -75,7 +75,7 @@ internal sealed class Options
                     break;
                 case "--pattern":
                     o.Patterns.Clear();
-                    o.Patterns.AddRange(Next().Split(',').Select(p => p is "seq" or "random" or "refault" or "cold" ? p : throw new ArgumentException($"unknown pattern '{p}' (seq, random, cold, refault)")));
+                    o.Patterns.AddRange(Next().Split(',').Select(p => p is "seq" or "random" or "refault" or "cold" or "cold-random" ? p : throw new ArgumentException($"unknown pattern '{p}' (seq, random, cold, cold-random, refault)")));
                     break;
                 case "--readahead":
                     o.ReadAhead.Clear();

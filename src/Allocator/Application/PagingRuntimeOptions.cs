@@ -27,10 +27,10 @@ public sealed class PagingRuntimeOptions
         }
     } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How long the pager's fault thread keeps polling the userfaultfd after a batch before it sleeps
-    /// (default 60 µs; zero disables; at most 1 s). A thread woken from a fault often faults again within tens of
-    /// µs, and a pager still awake saves its own wake-up: on this 2-vCPU VM waking a halted vCPU costs ~30 µs of a
-    /// ~60 µs round trip (../shared/limits rows 4.1 vs 4.7: 58 µs blocking, 18 µs with the handler spinning).</summary>
+    /// <summary>How long a fill thread keeps polling the userfaultfd after serving faults before it sleeps (default
+    /// zero: off; at most 1 s). With one fault thread, spinning saved a ~30 µs vCPU wake per fault on this 2-vCPU VM;
+    /// with the fill-thread engine it costs more than it saves: random one-page faults measured p50 35–41 µs without
+    /// a spin and 77–80 µs with 60 µs (and pinning one reader per vCPU, 83–91 µs), docs/BENCHMARKS.md.</summary>
     public TimeSpan PagerSpin
     {
         get;
@@ -40,7 +40,7 @@ public sealed class PagingRuntimeOptions
             ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromSeconds(1), nameof(PagerSpin));
             field = value;
         }
-    } = TimeSpan.FromMicroseconds(60);
+    } = TimeSpan.Zero;
 
     /// <summary>Fill threads per pager (default 32; 1 … 256). Faults on different pages are served in parallel by
     /// them, so a slow read never holds up an unrelated fault and a cold device sees many reads at once (32 matches

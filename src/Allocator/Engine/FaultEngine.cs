@@ -47,7 +47,6 @@ internal sealed unsafe partial class FaultEngine : IDisposable
     private readonly long _spinTicks;
     private readonly ILogger _logger;
     private readonly TimeSpan _stopTimeout;
-    private readonly FileDescriptor _work;   // eventfd: queued fills or background work (exclusive wake-ups)
     private readonly FileDescriptor _stop;   // eventfd: wakes every thread at Dispose
     private readonly FillQueue _urgent = new(UrgentCapacity);
     private readonly FillThread[] _threads;
@@ -69,9 +68,9 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         _active = active;
         _logger = logger;
         _stopTimeout = stopTimeout ?? StopTimeout;
-        _work = FileDescriptor.Check(Libc.Eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK), "eventfd");
         _stop = FileDescriptor.Check(Libc.Eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK), "eventfd");
         _asyncFills = new AsyncFill.Pool(this, MaxAsyncInFlight);
+        _workPending = WorkPending;
         // One-time initialisations of the fault path, so none is charged to the first fault (which must allocate
         // nothing): the instruments, the span sort's comparer, PageCopy's path selection, the stopwatch.
         _ = PagerMetrics.ServiceTime.Enabled;
@@ -84,7 +83,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         {
             for (int i = 0; i < fillThreads; i++)
             {
-                _threads[i] = new FillThread(i, _uffd.Handle, _work, _stop);
+                _threads[i] = new FillThread(i, _uffd.Handle, _stop);
             }
         }
         catch
@@ -93,7 +92,6 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             {
                 t?.Dispose();
             }
-            _work.Dispose();
             _stop.Dispose();
             throw;
         }
@@ -145,8 +143,24 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         return null;
     }
 
-    /// <summary>Wakes one idle fill thread (there is queued work).</summary>
-    private void SignalWork() => Libc.Signal(_work);
+    /// <summary>Wakes up to <paramref name="count"/> idle fill threads at once (queued fills, background work): one
+    /// eventfd each, so n fills start in parallel instead of one thread waking the next (~30 µs a link on this VM).</summary>
+    private void SignalWork(int count = 1)
+    {
+        foreach (var t in _threads)
+        {
+            if (count <= 0)
+            {
+                return;
+            }
+            if (t.TryWake())
+            {
+                count--;
+            }
+        }
+    }
+
+    private bool WorkPending() => !_urgent.IsEmpty || (_active && HasBackgroundWork);
 
     private void Run(FillThread t)
     {
@@ -178,10 +192,6 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             }
             if (_urgent.TryDequeue(out var fill))
             {
-                if (!_urgent.IsEmpty)
-                {
-                    SignalWork(); // chain: wake one more thread for what is left
-                }
                 Execute(t, ref fill);
                 continue;
             }
@@ -205,7 +215,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                     }
                     else
                     {
-                        Thread.SpinWait(32);
+                        Thread.Yield();
                     }
                 }
                 Volatile.Write(ref _spinner, 0);
@@ -214,7 +224,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                     continue;
                 }
             }
-            t.Wait();
+            t.Wait(_workPending);
         }
     }
 
@@ -259,7 +269,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         }
         if (t.PendingCount > 1)
         {
-            SignalWork();
+            SignalWork(t.PendingCount - 1);
         }
         if (t.PendingCount > 0)
         {
@@ -449,6 +459,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
     }
 
     private int _abandoned;
+    private readonly Func<bool> _workPending;
 
     public void Dispose()
     {
@@ -504,7 +515,6 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         {
             t.Dispose();
         }
-        _work.Dispose();
         _stop.Dispose();
     }
 }

@@ -16,20 +16,21 @@ internal sealed unsafe class FillThread : IDisposable
     internal const long Idle = 0, Reading = 1, Resolving = 2, TimedOut = 3;
 
     private readonly FileDescriptor _epoll;
-    private readonly FileDescriptor _work;
+    private readonly FileDescriptor _wakeup;
+    private int _idle;
     private readonly byte* _events;
     private long _slot;
     private long _readSince;
     private long _deadlineTicks;
     private Fill _current;
 
-    public FillThread(int index, FileDescriptor uffd, FileDescriptor work, FileDescriptor stop)
+    public FillThread(int index, FileDescriptor uffd, FileDescriptor stop)
     {
         Index = index;
-        _work = work;
+        _wakeup = FileDescriptor.Check(Libc.Eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK), "eventfd");
         _epoll = FileDescriptor.Check(Libc.EpollCreate1(Libc.EPOLL_CLOEXEC), "epoll_create1");
         Libc.EpollAdd(_epoll, uffd, Libc.EPOLLIN | Libc.EPOLLEXCLUSIVE, "userfaultfd");
-        Libc.EpollAdd(_epoll, work, Libc.EPOLLIN | Libc.EPOLLEXCLUSIVE, "work eventfd");
+        Libc.EpollAdd(_epoll, _wakeup, Libc.EPOLLIN, "wakeup eventfd");
         Libc.EpollAdd(_epoll, stop, Libc.EPOLLIN, "stop eventfd");
         Messages = (Libc.UffdMsg*)NativeMemory.AlignedAlloc((nuint)(FaultEngine.BatchMessages * sizeof(Libc.UffdMsg)), 64);
         Keys = (ulong*)NativeMemory.AlignedAlloc(FaultEngine.BatchMessages * sizeof(ulong), 64);
@@ -61,15 +62,29 @@ internal sealed unsafe class FillThread : IDisposable
 
     public int PipeCapacity { get; set; }
 
-    /// <summary>Sleeps until a fault, queued work or the stop signal.</summary>
-    public void Wait()
+    /// <summary>Sleeps until a fault, work handed to this thread, or the stop signal. While it sleeps it is idle:
+    /// <see cref="TryWake"/> can give it work.</summary>
+    public void Wait(Func<bool> workPending)
     {
-        int n = Libc.EpollWait(_epoll, _events, 4, -1);
-        if (n > 0)
+        Volatile.Write(ref _idle, 1);
+        // Work queued between the caller's last look and the idle mark would find no idle thread: look again.
+        if (!workPending())
         {
-            // The work eventfd is level-triggered: whoever wakes for it resets it (and re-signals if work remains).
-            Libc.Drain(_work);
+            _ = Libc.EpollWait(_epoll, _events, 4, -1);
         }
+        Volatile.Write(ref _idle, 0);
+        Libc.Drain(_wakeup);
+    }
+
+    /// <summary>Wakes this thread if it is idle (one wake-up per idle period). False when it is busy.</summary>
+    public bool TryWake()
+    {
+        if (Volatile.Read(ref _idle) == 0 || Interlocked.Exchange(ref _idle, 0) == 0)
+        {
+            return false;
+        }
+        Libc.Signal(_wakeup);
+        return true;
     }
 
     /// <summary>Marks the start of a synchronous store read of <paramref name="fill"/>.</summary>
@@ -117,6 +132,7 @@ internal sealed unsafe class FillThread : IDisposable
     public void Dispose()
     {
         _epoll.Dispose();
+        _wakeup.Dispose();
         PipeRead?.Dispose();
         PipeWrite?.Dispose();
         NativeMemory.AlignedFree(Messages);
