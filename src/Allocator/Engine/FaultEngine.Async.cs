@@ -202,7 +202,7 @@ internal sealed unsafe partial class FaultEngine
                     r.Control.Add(RegionStat.ZeroPagesFilled, count);
                 }
                 r.Control.MarkFilled(_fill.First, count);
-                _engine.ContinueAsync(r, _fill.First, count);
+                _engine.Continue(null, r, _fill.First, count, stale: false);
                 r.Control.Add(RegionStat.PagesFilled, count);
             }
             r.Control.Add(RegionStat.PagesPrefetched, count - Overlap(_fill.First, _fill.First + count, _fill.DemandFirst, _fill.DemandEnd));
@@ -293,42 +293,6 @@ internal sealed unsafe partial class FaultEngine
                     }
                 }
                 ((IDisposable)obj).Dispose(); // beyond the pool's capacity: free its buffer
-            }
-        }
-    }
-
-    /// <summary>CONTINUE from a completion thread (no fill thread's buffers: an EFAULT there cannot be refilled
-    /// inline, so the page is left to fault again).</summary>
-    private void ContinueAsync(ServedRegion r, long page, long count)
-    {
-        ulong start = r.Start + ((ulong)page << r.PageShift);
-        ulong length = (ulong)count << r.PageShift;
-        while (length > 0)
-        {
-            var errno = _uffd.Continue(start, length, wake: true, out long mapped);
-            if (errno == Errno.None)
-            {
-                r.Control.Add(RegionStat.Resolutions, 1);
-                return;
-            }
-            if (mapped > 0)
-            {
-                start += (ulong)mapped;
-                length -= (ulong)mapped;
-                continue;
-            }
-            if (!HandleResolveError(r, errno, stale: false, ref start, ref length))
-            {
-                if (errno == Errno.EFAULT)
-                {
-                    // Not in the page cache after all: clear its bit and wake it, so it faults and is filled again.
-                    r.Control.ClearFilled((long)((start - r.Start) >> r.PageShift));
-                    Wake(r, start, (ulong)r.PageSize);
-                    start += (ulong)r.PageSize;
-                    length -= Math.Min(length, (ulong)r.PageSize);
-                    continue;
-                }
-                return;
             }
         }
     }

@@ -323,9 +323,10 @@ internal sealed unsafe partial class FaultEngine
 
     /// <summary>Maps filled pages with UFFDIO_CONTINUE, which wakes the threads waiting on them. A page found mapped
     /// already (EEXIST) is woken and skipped; a page whose bit is set but which is not in the page cache (EFAULT: the
-    /// application punched or MADV_REMOVEd it) is filled again under a claim.
+    /// application punched or MADV_REMOVEd it) is filled again under a claim by a fill thread
+    /// (<paramref name="t"/>), or, from a completion thread (null), has its bit cleared and is woken to fault again.
     /// <paramref name="stale"/>: the pages were filled before this fault was read, so EEXIST is a stale fault.</summary>
-    private void Continue(FillThread t, ServedRegion r, long page, long count, bool stale)
+    private void Continue(FillThread? t, ServedRegion r, long page, long count, bool stale)
     {
         ulong start = r.Start + ((ulong)page << r.PageShift);
         ulong length = (ulong)count << r.PageShift;
@@ -353,6 +354,14 @@ internal sealed unsafe partial class FaultEngine
                 return;
             }
             long p = (long)((start - r.Start) >> r.PageShift);
+            if (t is null)
+            {
+                r.Control.ClearFilled(p);
+                Wake(r, start, (ulong)r.PageSize);
+                start += (ulong)r.PageSize;
+                length -= Math.Min(length, (ulong)r.PageSize);
+                continue;
+            }
             if (refills++ < FillAttempts && stale && r.Claims.TryClaim(p))
             {
                 try
