@@ -117,7 +117,8 @@ public sealed unsafe class ConcurrencyTests(RuntimeFixture fixture)
             stuckWatch.Stop();
         }) { IsBackground = true };
         stuck.Start();
-        Thread.Sleep(100); // the stalled read is in flight now
+        // The stalled page's fault has been read (its fill is in flight) before the other pages are touched.
+        Assert.True(SpinWait.SpinUntil(() => region.Statistics.Faults >= 1, TimeSpan.FromSeconds(10)), "the stalled access never faulted");
         Run.Within(TimeSpan.FromSeconds(10), () =>
         {
             var watch = Stopwatch.StartNew();
