@@ -84,7 +84,7 @@ public sealed unsafe class ShutdownTests
         Assert.Equal(Errno.EINVAL, uffd.Wake(4097, 4096)); // unaligned
         using var map = Mapping.Map(1 << 20, Protection.ReadWrite, MapFlags.Private | MapFlags.Anonymous, null, 0, "unregistered");
         // COPY into a range this uffd never registered: the kernel says so (ENOENT on 6.x), and it is reported.
-        var errno = uffd.Copy((ulong)map.Address, (ulong)map.Address, 4096, wake: true, out long copied);
+        var errno = uffd.Copy((ulong)map.Address, (ulong)map.Address, 4096, out long copied);
         Assert.NotEqual(Errno.None, errno);
         Assert.Equal(0, copied);
         Assert.NotEqual(Errno.None, uffd.Unregister(4097, 4096));

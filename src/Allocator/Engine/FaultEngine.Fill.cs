@@ -333,7 +333,7 @@ internal sealed unsafe partial class FaultEngine
         int refills = 0;
         while (length > 0)
         {
-            var errno = _uffd.Continue(start, length, wake: true, out long mapped);
+            var errno = _uffd.Continue(start, length, out long mapped);
             if (errno == Errno.None)
             {
                 r.Control.Add(RegionStat.Resolutions, 1);
@@ -443,8 +443,8 @@ internal sealed unsafe partial class FaultEngine
         while (remaining > 0)
         {
             var errno = status == PageReadStatus.Zero
-                ? _uffd.ZeroPage(start, remaining, wake: true, out long done)
-                : _uffd.Copy(start, source, remaining, wake: true, out done);
+                ? _uffd.ZeroPage(start, remaining, out long done)
+                : _uffd.Copy(start, source, remaining, out done);
             if (errno == Errno.None)
             {
                 r.Control.Add(RegionStat.Resolutions, 1);

@@ -115,11 +115,11 @@ internal sealed unsafe class Userfaultfd : IDisposable
         return Libc.Ioctl(Handle, Libc.UFFDIO_WAKE, &range) == 0 ? Errno.None : Libc.LastErrno;
     }
 
-    /// <summary>UFFDIO_CONTINUE: maps page-cache pages (and, with <paramref name="wake"/>, wakes the threads waiting on
-    /// the pages mapped). <paramref name="mapped"/> is the progress in bytes (partial when the call failed part-way).</summary>
-    public Errno Continue(ulong start, ulong length, bool wake, out long mapped)
+    /// <summary>UFFDIO_CONTINUE: maps page-cache pages and wakes the threads waiting on the pages mapped.
+    /// <paramref name="mapped"/> is the progress in bytes (partial when the call failed part-way).</summary>
+    public Errno Continue(ulong start, ulong length, out long mapped)
     {
-        var c = new Libc.UffdioContinue { Range = new() { Start = start, Len = length }, Mode = wake ? 0 : Libc.UFFDIO_CONTINUE_MODE_DONTWAKE };
+        var c = new Libc.UffdioContinue { Range = new() { Start = start, Len = length } };
         int rc = Libc.Ioctl(Handle, Libc.UFFDIO_CONTINUE, &c);
         var errno = rc == 0 ? Errno.None : Libc.LastErrno;
         // A negative out-field is an errno, not a count.
@@ -127,21 +127,20 @@ internal sealed unsafe class Userfaultfd : IDisposable
         return errno;
     }
 
-    /// <summary>UFFDIO_COPY of <paramref name="length"/> bytes from <paramref name="source"/> (waking the waiters with
-    /// <paramref name="wake"/>).</summary>
-    public Errno Copy(ulong destination, ulong source, ulong length, bool wake, out long copied)
+    /// <summary>UFFDIO_COPY of <paramref name="length"/> bytes from <paramref name="source"/>, waking the waiters.</summary>
+    public Errno Copy(ulong destination, ulong source, ulong length, out long copied)
     {
-        var c = new Libc.UffdioCopy { Dst = destination, Src = source, Len = length, Mode = wake ? 0 : Libc.UFFDIO_COPY_MODE_DONTWAKE };
+        var c = new Libc.UffdioCopy { Dst = destination, Src = source, Len = length };
         int rc = Libc.Ioctl(Handle, Libc.UFFDIO_COPY, &c);
         var errno = rc == 0 ? Errno.None : Libc.LastErrno;
         copied = rc == 0 ? (long)length : Math.Max(0, c.Copy);
         return errno;
     }
 
-    /// <summary>UFFDIO_ZEROPAGE: maps the shared zero page (waking the waiters with <paramref name="wake"/>).</summary>
-    public Errno ZeroPage(ulong start, ulong length, bool wake, out long done)
+    /// <summary>UFFDIO_ZEROPAGE: maps the shared zero page, waking the waiters.</summary>
+    public Errno ZeroPage(ulong start, ulong length, out long done)
     {
-        var z = new Libc.UffdioZeropage { Range = new() { Start = start, Len = length }, Mode = wake ? 0 : Libc.UFFDIO_ZEROPAGE_MODE_DONTWAKE };
+        var z = new Libc.UffdioZeropage { Range = new() { Start = start, Len = length } };
         int rc = Libc.Ioctl(Handle, Libc.UFFDIO_ZEROPAGE, &z);
         var errno = rc == 0 ? Errno.None : Libc.LastErrno;
         done = rc == 0 ? (long)length : Math.Max(0, z.Zeropage);
