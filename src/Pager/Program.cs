@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Paging.Backends;
+using Paging.Backends.Network;
 using Paging.Engine;
 
 namespace Paging.Pager;
@@ -12,7 +13,7 @@ internal static class Program
     private static int Main(string[] args)
     {
         using var loggerFactory = new StderrLoggerFactory(LogLevel.Information);
-        return PagerHost.Run(args, BuiltInPageStores.CreateRegistry(), loggerFactory, level => loggerFactory.Minimum = level);
+        return PagerHost.Run(args, BuiltInPageStores.CreateRegistry().AddNetworkStores(), loggerFactory, level => loggerFactory.Minimum = level);
     }
 }
 

@@ -46,6 +46,51 @@ public abstract class PageStoreContract
         AssertRead(store, expected, offset, length);
     }
 
+    [Theory]
+    [InlineData(0, 4096)]
+    [InlineData(65536, 65536)]
+    [InlineData(0, (1 << 20) + 8192)] // across the end
+    public async Task AsyncReadsReturnTheContent(long offset, int length)
+    {
+        using var store = CreateStore(false, out var expected);
+        var buffer = new byte[length];
+        Array.Fill(buffer, (byte)0xCD);
+        var status = await store.ReadAsync(offset, buffer, CancellationToken.None);
+        for (int i = 0; i < length; i++)
+        {
+            byte got = status == PageReadStatus.Zero ? (byte)0 : buffer[i];
+            Assert.True(got == expected(offset + i), $"byte {offset + i}: expected {expected(offset + i)}, got {got} (status {status})");
+        }
+    }
+
+    /// <summary>A batch in no particular order, with adjacent runs (a store may coalesce them), a gap, a run across
+    /// the end and one wholly past it: every destination gets its own bytes.</summary>
+    [Fact]
+    public async Task BatchedReadsReturnTheContent()
+    {
+        using var store = CreateStore(false, out var expected);
+        long[] offsets = [12288, 0, 4096, 8192, 65536, 1 << 20, 8L << 20, 20480];
+        int[] lengths = [4096, 4096, 4096, 4096, 16384, 8192, 4096, 8192];
+        var requests = new PageReadRequest[offsets.Length];
+        for (int i = 0; i < offsets.Length; i++)
+        {
+            var buffer = new byte[lengths[i]];
+            Array.Fill(buffer, (byte)0xCD);
+            requests[i] = new PageReadRequest(offsets[i], buffer);
+        }
+        var statuses = new PageReadStatus[requests.Length];
+        await store.ReadManyAsync(requests, statuses, CancellationToken.None);
+        for (int r = 0; r < requests.Length; r++)
+        {
+            var span = requests[r].Destination.Span;
+            for (int i = 0; i < span.Length; i++)
+            {
+                byte got = statuses[r] == PageReadStatus.Zero ? (byte)0 : span[i];
+                Assert.True(got == expected(offsets[r] + i), $"request {r}, byte {offsets[r] + i}: expected {expected(offsets[r] + i)}, got {got} (status {statuses[r]})");
+            }
+        }
+    }
+
     [Fact]
     public void ReadsPastTheEndAreZero()
     {
@@ -54,10 +99,11 @@ public abstract class PageStoreContract
     }
 
     [Fact]
-    public void ANegativeOffsetIsRejected()
+    public async Task ANegativeOffsetIsRejected()
     {
         using var store = CreateStore(false, out _);
         Assert.Throws<ArgumentOutOfRangeException>(() => store.Read(-4096, new byte[4096]));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await store.ReadAsync(-4096, new byte[4096], CancellationToken.None));
     }
 
     [Fact]

@@ -19,9 +19,9 @@ public static class TestData
     }
 
     /// <summary>Creates a file of <paramref name="length"/> bytes (a multiple of 8) in a temp folder.</summary>
-    public static TempFile CreateFile(long length, ulong seed = 1)
+    public static TempFile CreateFile(long length, ulong seed = 1, string? directory = null, string? name = null)
     {
-        var path = Path.Combine(Path.GetTempPath(), $"paging-test-{Environment.ProcessId}-{Guid.NewGuid():N}.bin");
+        var path = Path.Combine(directory ?? Path.GetTempPath(), name ?? $"paging-test-{Environment.ProcessId}-{Guid.NewGuid():N}.bin");
         using (var fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
         {
             var buffer = new byte[1 << 20];
@@ -78,17 +78,21 @@ public static class TestStores
     /// expected at each store offset.</summary>
     public static IPageStore FileSlice(TempFile file, long sliceOffset, bool writable, out Func<long, byte> expected)
     {
-        expected = offset =>
-        {
-            long at = offset + sliceOffset;
-            if (at >= file.Length)
-            {
-                return 0;
-            }
-            Span<byte> word = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(word, TestData.WordAt(at & ~7L, file.Seed));
-            return word[(int)(at & 7)];
-        };
+        expected = Expected(file, sliceOffset);
         return new Paging.Backends.FilePageStore(file.Path, sliceOffset, writable);
     }
+
+    /// <summary>The byte expected at each store offset of a store over <paramref name="file"/> from
+    /// <paramref name="sliceOffset"/> (zeros past its end).</summary>
+    public static Func<long, byte> Expected(TempFile file, long sliceOffset = 0) => offset =>
+    {
+        long at = offset + sliceOffset;
+        if (at >= file.Length)
+        {
+            return 0;
+        }
+        Span<byte> word = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(word, TestData.WordAt(at & ~7L, file.Seed));
+        return word[(int)(at & 7)];
+    };
 }

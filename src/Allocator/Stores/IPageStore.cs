@@ -112,8 +112,12 @@ public enum PageStoreError
     ReadOnly,
     /// <summary>The store's data is corrupt (checksum, framing).</summary>
     Corrupt,
-    /// <summary>The store's settings are invalid; raised when it is built.</summary>
+    /// <summary>The store's settings are invalid, or its source cannot be opened (not found, access denied); raised
+    /// when it is built, or later when the source stops accepting the store's credentials.</summary>
     Configuration,
+    /// <summary>The source changed since the store opened it (another ETag, Last-Modified or length): its bytes can no
+    /// longer be mixed with the pages already mapped. Not retried.</summary>
+    Changed,
 }
 
 /// <summary>A store operation failed; <see cref="Error"/> says how.</summary>

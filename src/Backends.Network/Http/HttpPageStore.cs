@@ -1,0 +1,359 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using Paging.Stores;
+
+namespace Paging.Backends.Network.Http;
+
+/// <summary>
+/// Pages of one object on an HTTP(S) server, read with <c>Range</c> requests. When it opens the object (a
+/// <c>bytes=0-0</c> request) the store learns its length and pins it: by a strong <c>ETag</c> (every later request
+/// carries <c>If-Match</c>), else by <c>Last-Modified</c> (<c>If-Unmodified-Since</c>); every response must then name
+/// the same validator and the same total length in <c>Content-Range</c>, or the read fails with
+/// <see cref="PageStoreError.Changed"/> — bytes of two versions are never mixed in one region. A server that ignores
+/// <c>Range</c> (200 with the whole body) is refused when the store opens. Bodies are requested with
+/// <c>Accept-Encoding: identity</c> (byte ranges of an encoded body would be the wrong bytes). Connections are pooled
+/// (<see cref="SocketsHttpHandler"/>, <see cref="HttpStoreOptions.MaxConnections"/> per server); HTTP/2 is used
+/// where TLS negotiates it. Read-only.
+/// </summary>
+public sealed class HttpPageStore : RangedObjectStore
+{
+    /// <summary>The store kind on the wire.</summary>
+    public const string Kind = "http";
+
+    /// <summary>The setting keys.</summary>
+    public static class Settings
+    {
+        /// <summary>The absolute http:// or https:// URL.</summary>
+        public const string Url = "url";
+
+        /// <summary>Prefix of request headers: <c>header.Authorization</c> = <c>Bearer …</c>.</summary>
+        public const string HeaderPrefix = "header.";
+
+        /// <summary>Connections per server.</summary>
+        public const string MaxConnections = "max_connections";
+
+        /// <summary>The largest coalesced request in bytes.</summary>
+        public const string MaxRequestBytes = "max_request_bytes";
+    }
+
+    private readonly HttpClient _client;
+    private readonly Uri _url;
+    private readonly KeyValuePair<string, string>[] _headers;
+    private readonly EntityTagHeaderValue? _etag;
+    private readonly DateTimeOffset? _lastModified;
+    private readonly long _length;
+
+    /// <summary>Opens <paramref name="url"/>: one request learns and pins its length and validator. Throws
+    /// <see cref="PageStoreException"/>: Configuration (not found, denied, no range support, encoded body), Io (the
+    /// server failed every attempt).</summary>
+    public HttpPageStore(Uri url, HttpStoreOptions? options = null)
+        : base(Check(url).ToString(), (options ?? new()).Retry, (options ?? new()).MaxRequestBytes)
+    {
+        options ??= new();
+        _url = url;
+        _headers = [.. options.Headers];
+        var handler = new SocketsHttpHandler
+        {
+            MaxConnectionsPerServer = options.MaxConnections,
+            // Idle connections are kept a minute (a model load pauses between tensors) and renewed every 10 minutes
+            // so a DNS change is seen.
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
+            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+            ConnectTimeout = options.Retry.AttemptTimeout,
+            AutomaticDecompression = DecompressionMethods.None,
+            EnableMultipleHttp2Connections = true,
+            UseCookies = false,
+            UseProxy = false,
+        };
+        _client = new HttpClient(handler, disposeHandler: true)
+        {
+            Timeout = Timeout.InfiniteTimeSpan, // each attempt has its own deadline (NetworkRetry.AttemptTimeout)
+            DefaultRequestVersion = HttpVersion.Version20,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionOrLower, // h2 where TLS offers it, else 1.1
+        };
+        try
+        {
+            (_length, _etag, _lastModified) = Probe();
+        }
+        catch
+        {
+            _client.Dispose();
+            throw;
+        }
+    }
+
+    private static Uri Check(Uri url)
+    {
+        ArgumentNullException.ThrowIfNull(url);
+        if (!url.IsAbsoluteUri || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
+        {
+            throw new PageStoreException(PageStoreError.Configuration, $"'{url}' is not an absolute http:// or https:// URL");
+        }
+        return url;
+    }
+
+    /// <summary>Describes the object at <paramref name="url"/>.</summary>
+    public static PageStoreDescriptor Describe(Uri url, HttpStoreOptions? options = null)
+    {
+        Check(url);
+        options ??= new();
+        var settings = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            [Settings.Url] = url.AbsoluteUri,
+            [Settings.MaxConnections] = options.MaxConnections.ToString(CultureInfo.InvariantCulture),
+            [Settings.MaxRequestBytes] = options.MaxRequestBytes.ToString(CultureInfo.InvariantCulture),
+        };
+        foreach (var (name, value) in options.Headers)
+        {
+            settings[Settings.HeaderPrefix + name] = value;
+        }
+        options.Retry.WriteTo(settings);
+        return new PageStoreDescriptor(Kind, settings);
+    }
+
+    /// <summary>Builds the store from a descriptor's settings (inside the pager).</summary>
+    public static HttpPageStore Create(PageStoreContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        string text = context.Require(Settings.Url);
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var url))
+        {
+            throw new PageStoreException(PageStoreError.Configuration, $"the http store's url '{text}' is not an absolute URL");
+        }
+        var options = new HttpStoreOptions
+        {
+            MaxConnections = (int)context.GetInt64(Settings.MaxConnections, HttpStoreOptions.DefaultMaxConnections, min: 1, max: 1024),
+            MaxRequestBytes = (int)context.GetInt64(Settings.MaxRequestBytes, HttpStoreOptions.DefaultMaxRequestBytes, min: 4096, max: 1 << 30),
+            Retry = NetworkRetry.From(context),
+            Headers = context.Settings.Where(s => s.Key.StartsWith(Settings.HeaderPrefix, StringComparison.Ordinal))
+                .ToDictionary(s => s.Key[Settings.HeaderPrefix.Length..], s => s.Value, StringComparer.OrdinalIgnoreCase),
+        };
+        return new HttpPageStore(url, options);
+    }
+
+    /// <inheritdoc />
+    public override long Length => _length;
+
+    /// <summary>The strong ETag the object is pinned by, if the server sent one.</summary>
+    public string? ETag => _etag?.ToString();
+
+    /// <summary>The Last-Modified date the object is pinned by when it has no strong ETag.</summary>
+    public DateTimeOffset? LastModified => _lastModified;
+
+    /// <inheritdoc />
+    protected override string ReadOnlyReason => "HTTP objects are read with range requests; there is no write-back to a URL";
+
+    private HttpRequestMessage NewRequest(long start, long length, bool pinned)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, _url);
+        request.Headers.Range = new RangeHeaderValue(start, start + length - 1);
+        request.Headers.AcceptEncoding.Add(new StringWithQualityHeaderValue("identity"));
+        foreach (var (name, value) in _headers)
+        {
+            if (!request.Headers.TryAddWithoutValidation(name, value))
+            {
+                throw new PageStoreException(PageStoreError.Configuration, $"{Description}: '{name}' cannot be sent as a request header");
+            }
+        }
+        if (pinned)
+        {
+            if (_etag is not null)
+            {
+                request.Headers.IfMatch.Add(_etag);
+            }
+            else if (_lastModified is { } lm)
+            {
+                request.Headers.IfUnmodifiedSince = lm;
+            }
+        }
+        return request;
+    }
+
+    private (long Length, EntityTagHeaderValue? ETag, DateTimeOffset? LastModified) Probe()
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            Exception failure;
+            try
+            {
+                using var cancellation = new CancellationTokenSource(Retry.AttemptTimeout);
+                using var request = NewRequest(0, 1, pinned: false);
+                using var response = _client.Send(request, HttpCompletionOption.ResponseHeadersRead, cancellation.Token);
+                var etag = response.Headers.ETag is { IsWeak: false } strong ? strong : null;
+                var lastModified = response.Content.Headers.LastModified;
+                switch (response.StatusCode)
+                {
+                    case HttpStatusCode.PartialContent:
+                        CheckEncoding(response);
+                        if (response.Content.Headers.ContentRange is not { HasLength: true, From: 0, To: 0, Length: long total })
+                        {
+                            throw new PageStoreException(PageStoreError.Configuration,
+                                $"{Description}: the answer to bytes=0-0 has Content-Range '{response.Content.Headers.ContentRange}', not 'bytes 0-0/<length>'");
+                        }
+                        return (total, etag, lastModified);
+                    case HttpStatusCode.RequestedRangeNotSatisfiable:
+                        // Only an empty object has no byte 0: 'Content-Range: bytes */0'.
+                        if (response.Content.Headers.ContentRange is { HasLength: true, Length: 0 })
+                        {
+                            return (0, etag, lastModified);
+                        }
+                        throw new PageStoreException(PageStoreError.Configuration, $"{Description}: the server refused bytes=0-0 (416) for an object that is not empty");
+                    case HttpStatusCode.OK:
+                        if (response.Content.Headers.ContentLength == 0)
+                        {
+                            return (0, etag, lastModified);
+                        }
+                        throw new PageStoreException(PageStoreError.Configuration,
+                            $"{Description}: the server ignores Range requests (200 with the whole body for bytes=0-0); Paging reads pages with range requests and needs a server that answers them with 206 (Accept-Ranges: bytes)");
+                    default:
+                        failure = StatusError(response.StatusCode, "opening the object");
+                        if (failure is PageStoreException { IsTransient: false })
+                        {
+                            throw failure;
+                        }
+                        break;
+                }
+            }
+            catch (OperationCanceledException e)
+            {
+                failure = new PageStoreException(PageStoreError.Io, $"{Description}: no answer within {Retry.AttemptTimeout.TotalMilliseconds:0} ms", e);
+            }
+            catch (HttpRequestException e)
+            {
+                failure = new PageStoreException(PageStoreError.Io, $"{Description}: {e.Message}", e);
+            }
+            if (attempt >= Retry.Attempts)
+            {
+                throw new PageStoreException(PageStoreError.Io, $"{Description}: could not open the object after {attempt} attempt(s); last: {failure.Message}", failure);
+            }
+            Thread.Sleep(Retry.Backoff(attempt));
+        }
+    }
+
+    private void CheckEncoding(HttpResponseMessage response)
+    {
+        foreach (var encoding in response.Content.Headers.ContentEncoding)
+        {
+            if (!encoding.Equals("identity", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new PageStoreException(PageStoreError.Configuration,
+                    $"{Description}: the server sent the body with Content-Encoding '{encoding}' although identity was asked; byte ranges of an encoded body are not the object's bytes");
+            }
+        }
+    }
+
+    private PageStoreException StatusError(HttpStatusCode status, string what)
+    {
+        int code = (int)status;
+        return status switch
+        {
+            HttpStatusCode.NotFound or HttpStatusCode.Gone => new PageStoreException(PageStoreError.Configuration, $"{Description}: not found ({code}) {what}"),
+            HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden => new PageStoreException(PageStoreError.Configuration,
+                $"{Description}: access denied ({code}) {what}; set the credentials the server expects as a request header (HttpStoreOptions.Headers, e.g. Authorization)"),
+            HttpStatusCode.PreconditionFailed => new PageStoreException(PageStoreError.Changed,
+                $"{Description}: the object changed since it was opened (412 to If-Match {ETag ?? LastModified?.ToString("R", CultureInfo.InvariantCulture)}) {what}"),
+            HttpStatusCode.RequestedRangeNotSatisfiable => new PageStoreException(PageStoreError.Changed,
+                $"{Description}: the object is shorter than the {_length} bytes it had when it was opened (416) {what}"),
+            HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests => new PageStoreException(PageStoreError.Io, $"{Description}: {code} {status} {what}"),
+            _ when code >= 500 => new PageStoreException(PageStoreError.Io, $"{Description}: server error {code} {what}"),
+            _ => new PageStoreException(PageStoreError.Configuration, $"{Description}: unexpected status {code} {status} {what}"),
+        };
+    }
+
+    /// <inheritdoc />
+    protected override async ValueTask<RangeBody> OpenRangeAsync(long start, long length, CancellationToken cancellationToken)
+    {
+        var request = NewRequest(start, length, pinned: true);
+        HttpResponseMessage? response = null;
+        try
+        {
+            response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+            string what = $"reading bytes {start}-{start + length - 1}";
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                throw new PageStoreException(PageStoreError.Changed,
+                    $"{Description}: the server answered a range request with 200 (the whole body) {what}; it answered ranges when the store opened the object");
+            }
+            if (response.StatusCode != HttpStatusCode.PartialContent)
+            {
+                throw StatusError(response.StatusCode, what);
+            }
+            CheckEncoding(response);
+            var range = response.Content.Headers.ContentRange;
+            if (range is not { HasRange: true, HasLength: true } || range.From != start || range.To != start + length - 1)
+            {
+                throw new PageStoreException(PageStoreError.Changed, $"{Description}: asked for bytes {start}-{start + length - 1}, got Content-Range '{range}'");
+            }
+            if (range.Length != _length)
+            {
+                throw new PageStoreException(PageStoreError.Changed, $"{Description}: the object is now {range.Length} bytes long, {_length} when it was opened");
+            }
+            if (_etag is not null && !Equals(response.Headers.ETag, _etag))
+            {
+                throw new PageStoreException(PageStoreError.Changed, $"{Description}: the object changed since it was opened (ETag {response.Headers.ETag?.ToString() ?? "missing"}, pinned {_etag})");
+            }
+            if (_etag is null && _lastModified is { } pinned && response.Content.Headers.LastModified is { } now && now != pinned)
+            {
+                throw new PageStoreException(PageStoreError.Changed, $"{Description}: the object changed since it was opened (Last-Modified {now:R}, pinned {pinned:R})");
+            }
+            if (response.Content.Headers.ContentLength is { } contentLength && contentLength != length)
+            {
+                throw new PageStoreException(PageStoreError.Changed, $"{Description}: Content-Length {contentLength} for a range of {length} bytes");
+            }
+            var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+            var body = new RangeBody(stream, new Owner(request, response));
+            response = null;
+            request = null;
+            return body;
+        }
+        finally
+        {
+            response?.Dispose();
+            request?.Dispose();
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _client.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    private sealed class Owner(HttpRequestMessage request, HttpResponseMessage response) : IDisposable
+    {
+        public void Dispose()
+        {
+            response.Dispose();
+            request.Dispose();
+        }
+    }
+}
+
+/// <summary>Options of <see cref="HttpPageStore"/>.</summary>
+public sealed record HttpStoreOptions
+{
+    /// <summary>32 connections: one per fill thread of the pager's default (32), so a fill never queues for a
+    /// connection behind another.</summary>
+    public const int DefaultMaxConnections = 32;
+
+    /// <summary>4 MiB: large enough that a coalesced read-ahead window is one request, small enough that a retry
+    /// repeats little.</summary>
+    public const int DefaultMaxRequestBytes = 4 << 20;
+
+    /// <summary>Request headers sent with every request (authentication: <c>Authorization</c>, a CDN token …).</summary>
+    public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Connections per server.</summary>
+    public int MaxConnections { get; init; } = DefaultMaxConnections;
+
+    /// <summary>The largest coalesced request.</summary>
+    public int MaxRequestBytes { get; init; } = DefaultMaxRequestBytes;
+
+    /// <summary>Retries and per-attempt timeout.</summary>
+    public NetworkRetry Retry { get; init; } = NetworkRetry.Default;
+}

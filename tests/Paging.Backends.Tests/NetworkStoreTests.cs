@@ -1,0 +1,399 @@
+using System.Diagnostics;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+using Paging.Backends.Network;
+using Paging.Backends.Network.Http;
+using Paging.Backends.Network.S3;
+using Paging.Testing;
+using Paging.Testing.Servers;
+
+namespace Paging.Backends.Tests;
+
+/// <summary>A real nginx on loopback serving the contract's content (and the fault proxy's upstream).</summary>
+public sealed class NginxFixture : IDisposable
+{
+    public NginxFixture()
+    {
+        Server = NginxServer.Start();
+        Content = TestData.CreateFile(PageStoreContractLength, seed: 21, directory: Server.Root, name: "content.bin");
+        Directory.CreateDirectory(Path.Combine(Server.Root, "private"));
+        Private = TestData.CreateFile(1 << 16, seed: 22, directory: Path.Combine(Server.Root, "private"), name: "secret.bin");
+        File.WriteAllBytes(Path.Combine(Server.Root, "forbidden.bin"), new byte[4096]);
+    }
+
+    /// <summary>The contract's content length (1 MiB + 3 KiB).</summary>
+    public const long PageStoreContractLength = (1 << 20) + 3072;
+
+    public NginxServer Server { get; }
+
+    public TempFile Content { get; }
+
+    public TempFile Private { get; }
+
+    public void Dispose() => Server.Dispose();
+}
+
+/// <summary>A real S3-compatible server (s3rver) with the contract's content as an object.</summary>
+public sealed class S3Fixture : IDisposable
+{
+    public S3Fixture()
+    {
+        Server = S3rverServer.Start();
+        Content = TestData.CreateFile(NginxFixture.PageStoreContractLength, seed: 23);
+        using var client = Client();
+        client.PutObjectAsync(Put(Server.Bucket, "data/content.bin", Content.Path)).GetAwaiter().GetResult();
+    }
+
+    public S3rverServer Server { get; }
+
+    public TempFile Content { get; }
+
+    public S3StoreOptions Options => new()
+    {
+        Endpoint = Server.Endpoint,
+        AccessKey = S3rverServer.AccessKey,
+        SecretKey = S3rverServer.SecretKey,
+    };
+
+    public AmazonS3Client Client() => new(new BasicAWSCredentials(S3rverServer.AccessKey, S3rverServer.SecretKey),
+        new AmazonS3Config
+        {
+            ServiceURL = Server.Endpoint.AbsoluteUri,
+            ForcePathStyle = true,
+            AuthenticationRegion = "us-east-1",
+            // s3rver 3.7 predates the SDK's default aws-chunked uploads with trailing checksums and would store the
+            // chunk framing as the object's bytes.
+            RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
+        });
+
+    public static PutObjectRequest Put(string bucket, string key, string path) =>
+        new() { BucketName = bucket, Key = key, FilePath = path, UseChunkEncoding = false };
+
+    public void Dispose()
+    {
+        Server.Dispose();
+        Content.Dispose();
+    }
+}
+
+public sealed class HttpStoreContract(NginxFixture nginx) : PageStoreContract, IClassFixture<NginxFixture>
+{
+    protected override bool SupportsWrite => false;
+
+    protected override IPageStore CreateStore(bool writable, out Func<long, byte> expected)
+    {
+        expected = TestStores.Expected(nginx.Content);
+        return new HttpPageStore(nginx.Server.UrlOf("content.bin"));
+    }
+}
+
+public sealed class S3StoreContract(S3Fixture s3) : PageStoreContract, IClassFixture<S3Fixture>
+{
+    protected override bool SupportsWrite => false;
+
+    protected override IPageStore CreateStore(bool writable, out Func<long, byte> expected)
+    {
+        expected = TestStores.Expected(s3.Content);
+        return new S3PageStore(s3.Server.Bucket, "data/content.bin", s3.Options);
+    }
+}
+
+/// <summary>The HTTP store against nginx directly and through the fault-injecting proxy: every case is a clear error
+/// or a correct retry — never a wrong byte, never a hang.</summary>
+public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixture>
+{
+    private static readonly NetworkRetry Quick = new(4, TimeSpan.FromMilliseconds(5), TimeSpan.FromSeconds(5));
+
+    private static void AssertContent(TempFile file, long offset, ReadOnlySpan<byte> bytes)
+    {
+        long mismatch = TestData.FirstMismatch(bytes, offset, file.Length, file.Seed);
+        Assert.True(mismatch < 0, $"wrong byte {offset + mismatch}");
+    }
+
+    [Fact]
+    public void OpeningPinsLengthAndETag()
+    {
+        using var store = new HttpPageStore(nginx.Server.UrlOf("content.bin"));
+        Assert.Equal(nginx.Content.Length, store.Length);
+        Assert.NotNull(store.ETag); // nginx sends strong ETags for static files
+        Assert.Equal(PageStoreCapabilities.Asynchronous, store.Capabilities);
+    }
+
+    [Fact]
+    public void NotFoundAndForbiddenAreClearConfigurationErrors()
+    {
+        var missing = Assert.Throws<PageStoreException>(() => new HttpPageStore(nginx.Server.UrlOf("nope.bin")));
+        Assert.Equal(PageStoreError.Configuration, missing.Error);
+        Assert.Contains("not found (404)", missing.Message);
+        var forbidden = Assert.Throws<PageStoreException>(() => new HttpPageStore(nginx.Server.UrlOf("forbidden.bin")));
+        Assert.Contains("access denied (403)", forbidden.Message);
+        var noScheme = Assert.Throws<PageStoreException>(() => new HttpPageStore(new Uri("ftp://127.0.0.1/x")));
+        Assert.Equal(PageStoreError.Configuration, noScheme.Error);
+    }
+
+    [Fact]
+    public async Task AuthenticationHeadersAreSent()
+    {
+        var url = nginx.Server.UrlOf("private/secret.bin");
+        var denied = Assert.Throws<PageStoreException>(() => new HttpPageStore(url));
+        Assert.Contains("access denied (401)", denied.Message);
+        using var store = new HttpPageStore(url, new HttpStoreOptions { Headers = new Dictionary<string, string> { ["Authorization"] = NginxServer.PrivateAuthorization } });
+        var buffer = new byte[8192];
+        Assert.Equal(PageReadStatus.Data, await store.ReadAsync(4096, buffer, CancellationToken.None));
+        AssertContent(nginx.Private, 4096, buffer);
+    }
+
+    [Fact]
+    public async Task AdjacentReadsOfABatchAreOneRequest()
+    {
+        using var store = new HttpPageStore(nginx.Server.UrlOf("content.bin"));
+        var requests = Enumerable.Range(0, 16).Select(i => new PageReadRequest((15 - i) * 4096L, new byte[4096])).ToArray();
+        long before = store.Requests;
+        await store.ReadManyAsync(requests, new PageReadStatus[16], CancellationToken.None);
+        Assert.Equal(1, store.Requests - before);
+        foreach (var r in requests)
+        {
+            AssertContent(nginx.Content, r.Offset, r.Destination.Span);
+        }
+    }
+
+    [Fact]
+    public void AServerThatIgnoresRangeIsRefusedWhenOpened()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { IgnoreRange = true };
+        var e = Assert.Throws<PageStoreException>(() => new HttpPageStore(proxy.UrlOf("content.bin")));
+        Assert.Equal(PageStoreError.Configuration, e.Error);
+        Assert.Contains("ignores Range", e.Message);
+    }
+
+    [Fact]
+    public async Task AServerThatStopsHonouringRangeIsAnErrorNotWrongBytes()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick });
+        proxy.IgnoreRange = true;
+        var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(8192, new byte[4096], CancellationToken.None));
+        Assert.Equal(PageStoreError.Changed, e.Error);
+    }
+
+    [Fact]
+    public async Task ServerErrorsAreRetried()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick });
+        proxy.FailNext(2);
+        var buffer = new byte[65536];
+        Assert.Equal(PageReadStatus.Data, await store.ReadAsync(65536, buffer, CancellationToken.None));
+        AssertContent(nginx.Content, 65536, buffer);
+        Assert.Equal(2, store.Retries);
+    }
+
+    [Fact]
+    public async Task AServerThatAlwaysFailsIsAnIoErrorAfterTheRetries()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick });
+        proxy.ServerErrorRate = 1;
+        var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(0, new byte[4096], CancellationToken.None));
+        Assert.Equal(PageStoreError.Io, e.Error);
+        Assert.Contains("failed 4 time(s)", e.Message);
+        Assert.Contains("503", e.Message);
+    }
+
+    [Fact]
+    public async Task AHangingServerTimesOutInsteadOfHanging()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = new(2, TimeSpan.Zero, TimeSpan.FromMilliseconds(300)) });
+        proxy.Hang = true;
+        var watch = Stopwatch.StartNew();
+        var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(0, new byte[4096], CancellationToken.None));
+        Assert.True(e.Error == PageStoreError.Io && e.Message.Contains("took longer than 300 ms", StringComparison.Ordinal), $"{e.Error}: {e.Message}");
+        Assert.True(watch.Elapsed > TimeSpan.FromMilliseconds(550) && watch.Elapsed < TimeSpan.FromSeconds(10), $"{watch.ElapsedMilliseconds} ms: {e.Message}");
+    }
+
+    [Fact]
+    public async Task ResetsAndTruncatedBodiesAreRetriedAndNoByteIsWrong()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port, seed: 7) { ResetRate = 0.2, TruncateRate = 0.2 };
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = new(20, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(5)) });
+        var random = new Random(3);
+        var reads = Enumerable.Range(0, 200).Select(async _ =>
+        {
+            long page = random.Next(0, (int)(nginx.Content.Length / 4096) + 1);
+            int pages = random.Next(1, 17);
+            var buffer = new byte[pages * 4096];
+            var status = await store.ReadAsync(page * 4096, buffer, CancellationToken.None);
+            if (status == PageReadStatus.Data)
+            {
+                AssertContent(nginx.Content, page * 4096, buffer);
+            }
+        }).ToArray();
+        await Task.WhenAll(reads);
+        Assert.True(proxy.Injected > 20, $"only {proxy.Injected} faults injected");
+        Assert.True(store.Retries >= proxy.Injected / 2, $"{store.Retries} retries for {proxy.Injected} faults");
+    }
+
+    [Fact]
+    public async Task AChangedETagMidReadIsChangedAndNotRetried()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick });
+        var buffer = new byte[4096];
+        await store.ReadAsync(0, buffer, CancellationToken.None);
+        proxy.ReplaceETag = "\"another-version\"";
+        long before = proxy.Requests;
+        var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(4096, buffer, CancellationToken.None));
+        Assert.Equal(PageStoreError.Changed, e.Error);
+        Assert.False(e.IsTransient);
+        Assert.Contains("changed since it was opened", e.Message);
+        Assert.Equal(1, proxy.Requests - before);
+    }
+
+    [Fact]
+    public async Task AReplacedFileOnTheServerIsChanged()
+    {
+        using var file = TestData.CreateFile(1 << 16, seed: 30, directory: nginx.Server.Root, name: "replaced.bin");
+        using var store = new HttpPageStore(nginx.Server.UrlOf("replaced.bin"));
+        var buffer = new byte[4096];
+        await store.ReadAsync(0, buffer, CancellationToken.None);
+        // Same length, other bytes, another modification time: nginx's ETag (mtime-length) changes, If-Match fails.
+        File.Delete(file.Path);
+        using (TestData.CreateFile(1 << 16, seed: 31, directory: nginx.Server.Root, name: "replaced.bin"))
+        {
+            File.SetLastWriteTimeUtc(file.Path, DateTime.UtcNow.AddMinutes(5));
+            var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(4096, buffer, CancellationToken.None));
+            Assert.Equal(PageStoreError.Changed, e.Error);
+            Assert.Contains("412", e.Message);
+        }
+    }
+
+    [Fact]
+    public async Task ReadsAreInFlightTogether()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { Latency = TimeSpan.FromMilliseconds(100) };
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"));
+        await store.ReadAsync(0, new byte[4096], CancellationToken.None); // connect once
+        var watch = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, 16).Select(i => store.ReadAsync(i * 8192L, new byte[4096], CancellationToken.None).AsTask()));
+        // 16 × 100 ms serialized would be 1.6 s.
+        Assert.True(watch.Elapsed < TimeSpan.FromMilliseconds(800), $"16 reads of 100 ms took {watch.ElapsedMilliseconds} ms");
+    }
+
+    [Fact]
+    public void TheFactoryBuildsFromTheDescriptor()
+    {
+        var descriptor = PageStoreDescriptor.Http(nginx.Server.UrlOf("private/secret.bin"),
+            new HttpStoreOptions { Headers = new Dictionary<string, string> { ["Authorization"] = NginxServer.PrivateAuthorization }, MaxConnections = 4 });
+        Assert.Equal("http", descriptor.Kind);
+        var registry = BuiltInPageStores.CreateRegistry().AddNetworkStores();
+        using var store = registry.Create(new PageStoreContext(descriptor, 1 << 20, 4096));
+        Assert.Equal(1 << 16, store.Length);
+        var bad = new PageStoreDescriptor("http", new Dictionary<string, string> { ["url"] = "not a url" });
+        Assert.Contains("not an absolute URL", Assert.Throws<PageStoreException>(() => registry.Create(new PageStoreContext(bad, 4096, 4096))).Message);
+    }
+}
+
+public sealed class S3StoreTests(S3Fixture s3) : IClassFixture<S3Fixture>
+{
+    [Fact]
+    public void AMissingKeyIsAConfigurationError()
+    {
+        var e = Assert.Throws<PageStoreException>(() => new S3PageStore(s3.Server.Bucket, "no/such/key", s3.Options));
+        Assert.Equal(PageStoreError.Configuration, e.Error);
+        Assert.Contains("no such bucket or key", e.Message);
+    }
+
+    [Fact]
+    public async Task AReplacedObjectIsChanged()
+    {
+        using var client = s3.Client();
+        using var first = TestData.CreateFile(1 << 16, seed: 40);
+        using var second = TestData.CreateFile(1 << 16, seed: 41);
+        await client.PutObjectAsync(S3Fixture.Put(s3.Server.Bucket, "replaced.bin", first.Path));
+        using var store = new S3PageStore(s3.Server.Bucket, "replaced.bin", s3.Options with { Retry = new(2, TimeSpan.Zero, TimeSpan.FromSeconds(5)) });
+        var buffer = new byte[8192];
+        await store.ReadAsync(8192, buffer, CancellationToken.None);
+        Assert.True(TestData.FirstMismatch(buffer, 8192, first.Length, first.Seed) < 0);
+        await client.PutObjectAsync(S3Fixture.Put(s3.Server.Bucket, "replaced.bin", second.Path));
+        var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(0, buffer, CancellationToken.None));
+        Assert.Equal(PageStoreError.Changed, e.Error);
+    }
+
+    [Fact]
+    public void WritesAreRefusedWithTheReason()
+    {
+        using var store = new S3PageStore(s3.Server.Bucket, "data/content.bin", s3.Options);
+        var e = Assert.Throws<PageStoreException>(() => store.Write(0, new byte[4096]));
+        Assert.Equal(PageStoreError.ReadOnly, e.Error);
+        Assert.Contains("immutable", e.Message);
+    }
+}
+
+/// <summary>A region whose pages come from nginx and from s3rver through the pager process: every byte checked.</summary>
+public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3) : IClassFixture<NginxFixture>, IClassFixture<S3Fixture>
+{
+    private static unsafe void TouchAll(Region region, TempFile file, int threads)
+    {
+        long pages = region.Length / 4096;
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            var random = new Random(t);
+            for (long i = 0; i < pages; i++)
+            {
+                long page = (i * 7919 + t * 104729) % pages;
+                var span = region.AsSpan(page * 4096, 4096);
+                long mismatch = TestData.FirstMismatch(span, page * 4096, file.Length, file.Seed);
+                if (mismatch >= 0)
+                {
+                    failures.Add($"page {page}: wrong byte at {page * 4096 + mismatch}");
+                }
+            }
+        });
+        Assert.Empty(failures);
+    }
+
+    [Theory]
+    [InlineData(ArenaKind.Shmem)]
+    [InlineData(ArenaKind.Anonymous)]
+    public void HttpRegionReadsEveryByte(ArenaKind arena)
+    {
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = arena,
+            Length = 2L << 20,
+            Store = PageStoreDescriptor.Http(nginx.Server.UrlOf("content.bin")),
+        });
+        TouchAll(region, nginx.Content, threads: 4);
+        Assert.True(region.Statistics.PagesFilled > 0);
+    }
+
+    [Fact]
+    public void S3RegionReadsEveryByte()
+    {
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.Shmem,
+            Length = 2L << 20,
+            Store = PageStoreDescriptor.S3(s3.Server.Bucket, "data/content.bin", s3.Options),
+        });
+        TouchAll(region, s3.Content, threads: 4);
+    }
+
+    [Fact]
+    public void AMissingObjectFailsRegionCreationClearly()
+    {
+        using var runtime = PagingRuntime.Start();
+        var e = Assert.ThrowsAny<PagingException>(() => runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.Shmem,
+            Length = 1L << 20,
+            Store = PageStoreDescriptor.Http(nginx.Server.UrlOf("missing.bin")),
+        }));
+        Assert.Contains("not found (404)", e.Message);
+    }
+}

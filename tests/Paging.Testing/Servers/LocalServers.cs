@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Paging.Testing.Servers;
+
+/// <summary>
+/// Finds (and, as root, installs) the real servers the network tests and the harness start on loopback: Debian's
+/// nginx and npm's s3rver. <c>.ci/run</c> installs both first; a machine without them gets them the first time a test
+/// needs them (apt-get, npm into <c>.servers/</c> beside Paging.sln), so the README's test command works on a fresh
+/// machine too. Anything that cannot be installed is an exception that says what to run.
+/// </summary>
+public static class LocalServers
+{
+    /// <summary>The s3rver version installed (the one known to work offline here).</summary>
+    public const string S3rverVersion = "3.7.1";
+
+    private static readonly Lazy<string> s_nginx = new(FindOrInstallNginx);
+    private static readonly Lazy<string> s_s3rver = new(FindOrInstallS3rver);
+
+    /// <summary>The nginx binary.</summary>
+    public static string Nginx => s_nginx.Value;
+
+    /// <summary>The s3rver launcher script.</summary>
+    public static string S3rver => s_s3rver.Value;
+
+    /// <summary>The repository root (the folder holding Paging.sln).</summary>
+    public static string RepositoryRoot
+    {
+        get
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                if (File.Exists(Path.Combine(dir.FullName, "Paging.sln")))
+                {
+                    return dir.FullName;
+                }
+            }
+            throw new InvalidOperationException($"Paging.sln not found above {AppContext.BaseDirectory}");
+        }
+    }
+
+    private static string FindOrInstallNginx()
+    {
+        foreach (var candidate in new[] { "/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx" })
+        {
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        Run("apt-get", "install -y -qq nginx-light", TimeSpan.FromMinutes(5), "install nginx (apt-get install nginx)", allowFailure: true);
+        if (!File.Exists("/usr/sbin/nginx"))
+        {
+            Run("apt-get", "update -qq", TimeSpan.FromMinutes(5), "apt-get update");
+            Run("apt-get", "install -y -qq nginx", TimeSpan.FromMinutes(5), "install nginx (apt-get install nginx)");
+        }
+        return File.Exists("/usr/sbin/nginx") ? "/usr/sbin/nginx" : throw new InvalidOperationException("nginx is not installed: apt-get install nginx (.ci/run does)");
+    }
+
+    private static string FindOrInstallS3rver()
+    {
+        var prefix = Path.Combine(RepositoryRoot, ".servers");
+        var script = Path.Combine(prefix, "node_modules", "s3rver", "bin", "s3rver.js");
+        if (!File.Exists(script))
+        {
+            Run("npm", $"install --prefix \"{prefix}\" --no-audit --no-fund --silent s3rver@{S3rverVersion}", TimeSpan.FromMinutes(5),
+                $"install s3rver (npm install --prefix .servers s3rver@{S3rverVersion}; .ci/run does)");
+        }
+        return File.Exists(script) ? script : throw new InvalidOperationException($"s3rver is not installed in {prefix}: npm install --prefix .servers s3rver@{S3rverVersion}");
+    }
+
+    private static void Run(string file, string arguments, TimeSpan timeout, string what, bool allowFailure = false)
+    {
+        var info = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.Environment["DEBIAN_FRONTEND"] = "noninteractive";
+        Process process;
+        try
+        {
+            process = Process.Start(info)!;
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"cannot {what}: {file} is not available ({e.Message})", e);
+        }
+        using (process)
+        {
+            var output = process.StandardOutput.ReadToEndAsync();
+            var error = process.StandardError.ReadToEndAsync();
+            if (!process.WaitForExit(timeout))
+            {
+                process.Kill(entireProcessTree: true);
+                throw new InvalidOperationException($"cannot {what}: '{file} {arguments}' did not finish in {timeout.TotalMinutes:0} min");
+            }
+            if (process.ExitCode != 0 && !allowFailure)
+            {
+                throw new InvalidOperationException($"cannot {what}: '{file} {arguments}' exited with {process.ExitCode}: {error.Result}{output.Result}");
+            }
+        }
+    }
+
+    /// <summary>A loopback port nobody listens on right now.</summary>
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Waits until something accepts connections on the loopback <paramref name="port"/>.</summary>
+    public static bool WaitForPort(int port, TimeSpan timeout, Func<bool>? stillRunning = null)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < deadline)
+        {
+            if (stillRunning is not null && !stillRunning())
+            {
+                return false;
+            }
+            try
+            {
+                using var client = new TcpClient();
+                client.Connect(IPAddress.Loopback, port);
+                return true;
+            }
+            catch (SocketException)
+            {
+                Thread.Sleep(20);
+            }
+        }
+        return false;
+    }
+}
