@@ -15,6 +15,7 @@ internal sealed class Options
     public string? File { get; set; }
     public string? PlotDirectory { get; set; }
     public int StoreDelayMicroseconds { get; set; }
+    public int HttpLatencyMicroseconds { get; set; }
     public int? PagerSpinMicroseconds { get; set; }
     public int? FillThreads { get; set; }
 
@@ -35,7 +36,13 @@ internal sealed class Options
         plus kernel baselines (mmap of the file, pread, anonymous first touch) in the same run.
 
           --arena a,b        anonymous | shmem | hugetlb (default: all)
-          --backend a,b      zero | file (default: both)
+          --backend a,b      zero | file | http | s3 (default: zero,file). http: the data file served by nginx on
+                             loopback, with a baseline of plain HttpClient range GETs of the same bytes
+                             (kernel/http-ranges: 8 streams x 1 MiB for seq, 4 KiB GETs from --threads tasks for
+                             random); s3: the file as an object in s3rver on loopback, baseline the same GETs
+                             through AWSSDK.S3 (kernel/s3-ranges). The harness starts the servers.
+          --http-latency-us N  http backend: put a proxy on loopback in front of nginx that delays every answer by
+                             N µs (a network's round trip), for Paging and the baseline alike
           --pattern a,b      seq | random | cold (seq after drop_caches; file backend only) | cold-random (random
                              after drop_caches, with a pread baseline at the same --threads) | refault (seq after
                              dropping the mappings: pure MINOR faults; shmem/hugetlb only). Default: seq,random,cold
@@ -52,9 +59,11 @@ internal sealed class Options
           --json             one JSON object per scenario on stdout (progress goes to stderr)
           --plot DIR         also write SVG charts to DIR: ns-per-page.svg and latency.svg (p50, p99) per scenario
 
-        Paging.Bench weights [FILE] [--json] [--hot-only]
+        Paging.Bench weights [FILE] [--json] [--hot-only] [--http | --url URL]
           lazy model loading: time to first tensor, all tensors, 10% of tensors, bytes read, against pread / mmap /
           mmap + MADV_WILLNEED full loads, hot and cold. Without FILE: a generated ~2 GiB safetensors checkpoint.
+          --http also loads the same checkpoint from nginx on loopback (started by the harness) through the HTTP
+          store; --url loads it from URL (the same checkpoint on any server).
         """;
 
     public static Options Parse(string[] args)
@@ -71,7 +80,7 @@ internal sealed class Options
                     break;
                 case "--backend":
                     o.Backends.Clear();
-                    o.Backends.AddRange(Next().Split(',').Select(b => b is "zero" or "file" ? b : throw new ArgumentException($"unknown backend '{b}' (zero, file)")));
+                    o.Backends.AddRange(Next().Split(',').Select(b => b is "zero" or "file" or "http" or "s3" ? b : throw new ArgumentException($"unknown backend '{b}' (zero, file, http, s3)")));
                     break;
                 case "--pattern":
                     o.Patterns.Clear();
@@ -91,6 +100,7 @@ internal sealed class Options
                 case "--threads": o.Threads = Positive(Next(), "--threads"); break;
                 case "--pager-spin-us": o.PagerSpinMicroseconds = int.TryParse(Next(), out int ps) && ps >= 0 ? ps : throw new ArgumentException("--pager-spin-us takes a non-negative integer"); break;
                 case "--fill-threads": o.FillThreads = Positive(Next(), "--fill-threads"); break;
+                case "--http-latency-us": o.HttpLatencyMicroseconds = int.TryParse(Next(), out int hl) && hl >= 0 ? hl : throw new ArgumentException("--http-latency-us takes a non-negative integer"); break;
                 case "--store-delay-us": o.StoreDelayMicroseconds = int.TryParse(Next(), out int d) && d >= 0 ? d : throw new ArgumentException("--store-delay-us takes a non-negative integer"); break;
                 case "--size": o.FileSize = ParseSize(Next()); break;
                 case "--file": o.File = Next(); break;

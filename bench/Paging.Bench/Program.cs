@@ -12,6 +12,10 @@ internal static unsafe class Program
         {
             return WeightsBench.Run(args[1..]);
         }
+        if (args.Length == 3 && args[0] == "latency-proxy")
+        {
+            return NetworkServers.RunLatencyProxy(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));
+        }
         Options options;
         try
         {
@@ -44,6 +48,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
 {
     private readonly List<Result> _results = [];
     private readonly List<string> _notes = [];
+    private NetworkServers? _servers;
 
     /// <summary>The first word of every page of the generated file: distinct per page, so a wrong page is a wrong sum.</summary>
     public static ulong PageWord(long offset) => ((ulong)offset * 0x9E3779B97F4A7C15UL) | 1;
@@ -71,6 +76,8 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     _notes.Add($"hugetlb skipped: {why}");
                 }
             }
+            using var servers = NetworkServers.Start(options.Backends, path, progressConsole, options.HttpLatencyMicroseconds);
+            _servers = servers;
             using var runtime = PagingRuntime.Start(options.RuntimeOptions());
             WarmUp(runtime, path, huge is not null ? fileSize / (2 << 20) : 0);
             var fd = Libc.Open(path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec, 0);
@@ -158,12 +165,13 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             foreach (string pattern in options.Patterns)
             {
                 bool cold = pattern is "cold" or "cold-random";
+                bool network = backend is "http" or "s3";
                 if (cold && backend != "file")
                 {
-                    continue; // nothing to read cold from the zero store
+                    continue; // nothing to read cold from the zero store; servers on loopback keep their own caches
                 }
                 long[] offsets = Scenarios.Offsets(pattern is "random" or "cold-random" ? "random" : "seq", options.Pages, fileSize);
-                if (backend == "file" && !cold)
+                if (backend is "file" or "http" or "s3" && !cold)
                 {
                     // "Hot" means hot: earlier cold runs and huge page reservations may have evicted the file.
                     WarmFile(fd, fileSize);
@@ -178,7 +186,9 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                         _notes.Add("cold runs skipped: cannot write /proc/sys/vm/drop_caches (run as root)");
                         continue;
                     }
-                    baseline = backend == "file"
+                    baseline = network
+                        ? MeasureRanges(backend, offsets, pattern, generated)
+                        : backend == "file"
                         ? MeasureMmap(fd, fileSize, offsets, pattern, generated)
                         : MeasureAnonymous(fileSize, offsets, pattern);
                     _results.Add(baseline);
@@ -239,7 +249,12 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
 
     private Result MeasurePaging(PagingRuntime runtime, ArenaKind arena, string backend, string path, long fileSize, long[] offsets, string pattern, bool generated, bool readAhead)
     {
-        var store = backend == "file" ? PageStoreDescriptor.File(path) : PageStoreDescriptor.Zero();
+        var store = backend switch
+        {
+            "file" => PageStoreDescriptor.File(path),
+            "http" or "s3" => _servers!.Descriptor(backend),
+            _ => PageStoreDescriptor.Zero(),
+        };
         if (options.StoreDelayMicroseconds > 0)
         {
             store = PageStoreDescriptor.WithLatency(store, TimeSpan.FromMicroseconds(options.StoreDelayMicroseconds));
@@ -258,12 +273,26 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         var (seconds, sum) = Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
         var after = region.Statistics;
         string name = readAhead ? "paging" : "paging-1pg";
-        string label = options.StoreDelayMicroseconds > 0 ? $"{backend}+{options.StoreDelayMicroseconds}us" : backend;
+        string label = options.StoreDelayMicroseconds > 0 ? $"{backend}+{options.StoreDelayMicroseconds}us"
+            : backend == "http" && options.HttpLatencyMicroseconds > 0 ? $"http+{options.HttpLatencyMicroseconds}us" : backend;
         var result = Make($"{name}/{Name(arena)}", Name(arena), label, pattern, offsets, latencies, seconds, after.Faults - before.Faults, Verify(backend, offsets, sum, generated));
         result.ReadAhead = readAhead ? "on" : "off";
         // Read-ahead may still be filling pages in the background; what it read by the end of the touches counts.
-        result.BytesRead = backend == "file" ? after.BytesRead - before.BytesRead : -1;
+        result.BytesRead = backend != "zero" ? after.BytesRead - before.BytesRead : -1;
         return result;
+    }
+
+    /// <summary>The network baseline: the same bytes fetched with plain range GETs — for a sequential pattern the
+    /// touched span in 1 MiB GETs from 8 streams (each page's latency is its GET's), for the others one 4 KiB GET per
+    /// touch from --threads tasks.</summary>
+    private Result MeasureRanges(string backend, long[] offsets, string pattern, bool generated)
+    {
+        var latencies = new long[offsets.Length];
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        ulong sum = _servers!.FetchAll(backend, offsets, pattern, options.Threads, latencies);
+        double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        string how = pattern == "seq" ? "8 x 1 MiB GETs" : $"4 KiB GETs x {options.Threads}";
+        return Make($"kernel/{backend}-ranges", how, backend, pattern, offsets, latencies, seconds, 0, Verify(backend, offsets, sum, generated));
     }
 
     private Result MeasureMmap(FileDescriptor fd, long fileSize, long[] offsets, string pattern, bool generated) =>

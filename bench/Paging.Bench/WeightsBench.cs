@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using Paging.Backends.Network;
 using Paging.Interop;
 using Paging.Weights;
+using Paging.Testing.Servers;
 using Spectre.Console;
 
 namespace Paging.Bench;
@@ -21,7 +23,15 @@ internal static unsafe class WeightsBench
     {
         bool json = args.Contains("--json");
         bool hotOnly = args.Contains("--hot-only");
-        string? file = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal));
+        int urlAt = Array.IndexOf(args, "--url");
+        string? url = urlAt >= 0 && urlAt + 1 < args.Length ? args[urlAt + 1] : null;
+        if (urlAt >= 0 && url is null)
+        {
+            Console.Error.WriteLine("error: --url needs an http:// or https:// URL");
+            return 2;
+        }
+        bool serve = args.Contains("--http");
+        string? file = args.Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && (urlAt < 0 || i != urlAt + 1)).FirstOrDefault();
         string dir = Path.Combine(Path.GetTempPath(), $"paging-weights-{Environment.ProcessId}");
         bool generated = file is null;
         var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
@@ -36,9 +46,19 @@ internal static unsafe class WeightsBench
             var rows = new List<Row>();
             using var runtime = PagingRuntime.Start();
             long length = new FileInfo(file!).Length;
+            // --http: the same checkpoint served by nginx on loopback; --url: any server's copy.
+            using var nginx = serve && url is null ? NginxServer.Start(Path.GetDirectoryName(Path.GetFullPath(file!))!) : null;
+            Uri? remote = url is not null ? new Uri(url) : nginx?.UrlOf(Path.GetFileName(file!));
+            long remoteLength = remote is null ? 0 : RemoteLength(remote);
             // Untimed: JIT the parser and the pager's fault path once, so "first tensor" measures paging, not JIT.
             using (var warm = WeightsModel.Open(runtime, file!))
             {
+                Touch(warm.Tensors[Math.Min(1, warm.Tensors.Count - 1)], firstPageOnly: true);
+            }
+            if (remote is not null)
+            {
+                // The same for the HTTP store's first use in the pager (HttpClient's code paths, the connection pool).
+                using var warm = WeightsModel.Open(runtime, PageStoreDescriptor.Http(remote), remoteLength);
                 Touch(warm.Tensors[Math.Min(1, warm.Tensors.Count - 1)], firstPageOnly: true);
             }
             err.Progress().AutoClear(true).Start(ctx =>
@@ -61,6 +81,16 @@ internal static unsafe class WeightsBench
                     Prepare();
                     rows.Add(Paging(runtime, file!, cache, "first tensor", m => Touch(m.Tensors[Math.Min(1, m.Tensors.Count - 1)], firstPageOnly: true)));
                     task.Increment(1);
+                    if (remote is not null)
+                    {
+                        var store = PageStoreDescriptor.Http(remote);
+                        Prepare();
+                        rows.Add(Paging(runtime, store, remoteLength, cache, "first tensor over HTTP", m => Touch(m.Tensors[Math.Min(1, m.Tensors.Count - 1)], firstPageOnly: true)));
+                        Prepare();
+                        rows.Add(Paging(runtime, store, remoteLength, cache, "all tensors over HTTP", m => { foreach (var t in m.Tensors) { Touch(t); } }));
+                        Prepare();
+                        rows.Add(Paging(runtime, store, remoteLength, cache, "10% of tensors over HTTP", m => { for (int i = 0; i < m.Tensors.Count; i += 10) { Touch(m.Tensors[i]); } }));
+                    }
                     Prepare();
                     rows.Add(Paging(runtime, file!, cache, "all tensors", m => { foreach (var t in m.Tensors) { Touch(t); } }));
                     task.Increment(1);
@@ -103,6 +133,24 @@ internal static unsafe class WeightsBench
         work(model);
         double seconds = sw.Elapsed.TotalSeconds;
         return new Row("paging: " + what, cache, seconds, model.Region.Statistics.BytesRead, $"{model.Tensors.Count} tensors, {model.Region.Statistics.Faults} faults");
+    }
+
+    private static Row Paging(PagingRuntime runtime, PageStoreDescriptor store, long length, string cache, string what, Action<WeightsModel> work)
+    {
+        var sw = Stopwatch.StartNew();
+        using var model = WeightsModel.Open(runtime, store, length);
+        work(model);
+        double seconds = sw.Elapsed.TotalSeconds;
+        return new Row("paging: " + what, cache, seconds, model.Region.Statistics.BytesRead, $"{model.Tensors.Count} tensors, {model.Region.Statistics.Faults} faults");
+    }
+
+    /// <summary>The object's length from a HEAD request (a plain client: what any loader would ask first).</summary>
+    private static long RemoteLength(Uri url)
+    {
+        using var client = new HttpClient();
+        using var response = client.Send(new HttpRequestMessage(HttpMethod.Head, url));
+        response.EnsureSuccessStatusCode();
+        return response.Content.Headers.ContentLength ?? throw new InvalidOperationException($"{url}: no Content-Length in the answer to HEAD");
     }
 
     private static Row Baseline(string what, string cache, Func<long> work, long bytes)

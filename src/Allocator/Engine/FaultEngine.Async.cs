@@ -64,6 +64,7 @@ internal sealed unsafe partial class FaultEngine
         private byte* _destination;
         private int _length;
         private int _attempt;
+        private bool _wakeMarker;
         private int _state; // FillThread.Reading → Resolving (completion) or TimedOut (deadline): one CAS decides
 
         public AsyncFill(FaultEngine engine)
@@ -202,7 +203,19 @@ internal sealed unsafe partial class FaultEngine
                     r.Control.Add(RegionStat.ZeroPagesFilled, count);
                 }
                 r.Control.MarkFilled(_fill.First, count);
-                _engine.Continue(null, r, _fill.First, count, stale: false);
+                if (_fill.Marker && count > 1)
+                {
+                    // The marker page stays unmapped. A thread that faulted on it meanwhile joined this fill and
+                    // waits for its wake, which Finish sends once the claims are released: it faults again and maps
+                    // the page itself (MINOR) — the trigger wanted. Woken before the release, its second fault would
+                    // see the page still claimed and wait for this fill again, forever.
+                    _engine.Continue(null, r, _fill.First + 1, count - 1, stale: false);
+                    _wakeMarker = true;
+                }
+                else
+                {
+                    _engine.Continue(null, r, _fill.First, count, stale: false);
+                }
                 r.Control.Add(RegionStat.PagesFilled, count);
             }
             r.Control.Add(RegionStat.PagesPrefetched, count - Overlap(_fill.First, _fill.First + count, _fill.DemandFirst, _fill.DemandEnd));
@@ -213,6 +226,11 @@ internal sealed unsafe partial class FaultEngine
             var r = _fill.Region;
             _timeoutRegistration.Dispose();
             _engine.ReleaseClaims(r, _fill.First, _fill.Count);
+            if (_wakeMarker)
+            {
+                _wakeMarker = false;
+                _engine.Wake(r, r.Start + ((ulong)_fill.First << r.PageShift), (ulong)r.PageSize);
+            }
             long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
             if (allocated != 0)
             {

@@ -49,10 +49,13 @@ internal sealed unsafe partial class FaultEngine
             }
             if (aheadEnd > aheadFirst)
             {
-                _ = _readAhead.Push(region, aheadFirst, aheadEnd); // full: dropped, the stream faults again
+                _ = _readAhead.Push(region, aheadFirst, aheadEnd, marker: region.IsAsync); // full: dropped, the stream faults again
             }
         }
-        SignalWork();
+        // An asynchronous store's window is started by two threads (one per vCPU here): starting a read prepares its
+        // staging pages (~150 µs per 256 KiB run, MADV_POPULATE_WRITE), which would otherwise delay the window's
+        // last request by 16 × that.
+        SignalWork(region.IsAsync ? 2 : 1);
     }
 
     /// <summary>Takes one chunk of background work and runs it. False when there is none (or the store of the next
@@ -61,6 +64,7 @@ internal sealed unsafe partial class FaultEngine
     {
         ServedRegion r;
         long next, end;
+        bool marker;
         lock (_workLock)
         {
             var queue = _readAhead.Count > 0 ? _readAhead : _prefetch.Count > 0 ? _prefetch : null;
@@ -74,9 +78,13 @@ internal sealed unsafe partial class FaultEngine
             {
                 return false; // its reads are all in flight; a completion signals for more
             }
-            end = Math.Min(w.End, w.Next + Math.Max(1, BackgroundChunkBytes >> r.PageShift));
+            // An asynchronous store's read does not hold the fill thread, so its chunks are whole runs (256 KiB: one
+            // network request each, several in flight) instead of the 64 KiB that bounds a synchronous fill.
+            end = Math.Min(w.End, w.Next + Math.Max(1, (r.IsAsync ? MaxRunBytes : BackgroundChunkBytes) >> r.PageShift));
             next = w.Next;
             w.Next = end;
+            marker = w.Marker && end - next > 1;
+            w.Marker = false;
             if (end >= w.End)
             {
                 queue.Pop();
@@ -88,7 +96,18 @@ internal sealed unsafe partial class FaultEngine
         }
         try
         {
-            Plan(t, r, next, end, 0, 0, since: 0, fromFault: false);
+            // A marker keeps an asynchronous store's stream ahead of the reader. Pages mapped ahead never fault, so
+            // without it the pager would hear of the stream only when the reader has used up the window and stalls
+            // (one window in flight, a request's latency lost per window). The first page of each window is left
+            // for the reader to fault on: a cheap MINOR fault for shmem (the page is filled, only not mapped), a
+            // one-page fill for anonymous arenas (it is left out of the window). That fault is a sequential hit, so
+            // the next window is on its way while the reader consumes this one — the kernel's async read-ahead mark.
+            if (marker && r.Kind == ArenaKind.Anonymous)
+            {
+                next++;
+                marker = false;
+            }
+            Plan(t, r, next, end, 0, 0, since: 0, fromFault: false, marker);
         }
         finally
         {

@@ -366,7 +366,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
     /// thread faulted on are mapped again (a MINOR fault or a stale message). Claimed pages are someone else's fill,
     /// whose ioctl wakes this fault too.
     /// </summary>
-    private void Plan(FillThread t, ServedRegion r, long from, long to, long demandFirst, long demandEnd, long since, bool fromFault)
+    private void Plan(FillThread t, ServedRegion r, long from, long to, long demandFirst, long demandEnd, long since, bool fromFault, bool marker = false)
     {
         long maxRun = Math.Max(1, MaxRunBytes >> r.PageShift);
         var control = r.Control;
@@ -414,7 +414,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                 claims.Release(p, e - p);
                 return;
             }
-            var fill = new Fill { Region = r, First = p, Count = e - p, DemandFirst = Math.Max(demandFirst, p), DemandEnd = Math.Min(demandEnd, e), Since = since };
+            var fill = new Fill { Region = r, First = p, Count = e - p, DemandFirst = Math.Max(demandFirst, p), DemandEnd = Math.Min(demandEnd, e), Since = since, Marker = marker && p == from };
             if (fill.DemandEnd < fill.DemandFirst)
             {
                 fill.DemandEnd = fill.DemandFirst;

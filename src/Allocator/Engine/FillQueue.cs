@@ -10,6 +10,10 @@ internal struct Fill
     public long DemandFirst;
     public long DemandEnd;
 
+    /// <summary>Read-ahead of an asynchronous shmem/hugetlbfs store: fill every page but leave the first unmapped, so
+    /// the reader's fault on it triggers the next window (FaultEngine.BackgroundStep).</summary>
+    public bool Marker;
+
     /// <summary>When the fault batch was read (Stopwatch ticks; 0 for background work): the service time's start.</summary>
     public long Since;
 }

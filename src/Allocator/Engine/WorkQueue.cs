@@ -6,6 +6,10 @@ internal struct Work
     public ServedRegion Region;
     public long Next;
     public long End;
+
+    /// <summary>A read-ahead window of an asynchronous store: its first page becomes the window's marker (see
+    /// FaultEngine.BackgroundStep).</summary>
+    public bool Marker;
 }
 
 /// <summary>A fixed ring of ranges, in order.</summary>
@@ -18,13 +22,13 @@ internal sealed class WorkQueue
 
     public ref Work Front => ref _items[_head];
 
-    public bool Push(ServedRegion r, long first, long end)
+    public bool Push(ServedRegion r, long first, long end, bool marker = false)
     {
         if (Count == FaultEngine.WorkCapacity)
         {
             return false;
         }
-        _items[(_head + Count) % FaultEngine.WorkCapacity] = new Work { Region = r, Next = first, End = end };
+        _items[(_head + Count) % FaultEngine.WorkCapacity] = new Work { Region = r, Next = first, End = end, Marker = marker };
         Count++;
         return true;
     }

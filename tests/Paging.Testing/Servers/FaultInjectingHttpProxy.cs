@@ -11,6 +11,8 @@ namespace Paging.Testing.Servers;
 /// body), and a changed object (<see cref="ReplaceETag"/> rewrites the ETag of later answers, as if the object had
 /// been replaced mid-read). Keep-alive on both sides. GET and HEAD only; upstream bodies must have a Content-Length
 /// (nginx's static files do).
+/// <para>Never run it in a process that touches Paging regions through it: its allocations can start a GC that waits
+/// for a thread blocked in a fault that waits for the proxy (the harness runs it as a process of its own).</para>
 /// </summary>
 public sealed class FaultInjectingHttpProxy : IDisposable
 {
