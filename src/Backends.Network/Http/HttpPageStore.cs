@@ -53,20 +53,7 @@ public sealed class HttpPageStore : RangedObjectStore
         options ??= new();
         _url = url;
         _headers = [.. options.Headers];
-        var handler = new SocketsHttpHandler
-        {
-            MaxConnectionsPerServer = options.MaxConnections,
-            // Idle connections are kept a minute (a model load pauses between tensors) and renewed every 10 minutes
-            // so a DNS change is seen.
-            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
-            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
-            ConnectTimeout = options.Retry.AttemptTimeout,
-            AutomaticDecompression = DecompressionMethods.None,
-            EnableMultipleHttp2Connections = true,
-            UseCookies = false,
-            UseProxy = false,
-        };
-        _client = new HttpClient(handler, disposeHandler: true)
+        _client = new HttpClient(Handlers.GetOrAdd((url.Scheme, url.Authority, options.MaxConnections, options.Retry.AttemptTimeout), NewHandler), disposeHandler: false)
         {
             Timeout = Timeout.InfiniteTimeSpan, // each attempt has its own deadline (NetworkRetry.AttemptTimeout)
             DefaultRequestVersion = HttpVersion.Version20,
@@ -82,6 +69,25 @@ public sealed class HttpPageStore : RangedObjectStore
             throw;
         }
     }
+
+    /// <summary>One connection pool per server and pool settings, shared by every store of the pager process: the
+    /// shards of one checkpoint, or a region created again, reuse warm connections (no TCP or TLS handshake before
+    /// their first page). Lives as long as the pager.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string Scheme, string Authority, int MaxConnections, TimeSpan ConnectTimeout), SocketsHttpHandler> Handlers = new();
+
+    private static SocketsHttpHandler NewHandler((string Scheme, string Authority, int MaxConnections, TimeSpan ConnectTimeout) key) => new()
+    {
+        MaxConnectionsPerServer = key.MaxConnections,
+        // Idle connections are kept a minute (a model load pauses between tensors) and renewed every 10 minutes
+        // so a DNS change is seen.
+        PooledConnectionIdleTimeout = TimeSpan.FromMinutes(1),
+        PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+        ConnectTimeout = key.ConnectTimeout,
+        AutomaticDecompression = DecompressionMethods.None,
+        EnableMultipleHttp2Connections = true,
+        UseCookies = false,
+        UseProxy = false,
+    };
 
     private static Uri Check(Uri url)
     {
