@@ -21,7 +21,8 @@ internal sealed unsafe class ServedRegion : IDisposable
         TimeSpan? readTimeout = null)
     {
         Memfd = memfd;
-        Policy = policy;
+        IsAsync = (store.Capabilities & PageStoreCapabilities.Asynchronous) != 0;
+        Policy = policy.ForStore(pageSize, IsAsync);
         Pages = (long)(length / (ulong)pageSize);
         Id = id;
         Kind = kind;
@@ -35,7 +36,6 @@ internal sealed unsafe class ServedRegion : IDisposable
         Store = store;
         StoreName = storeName;
         Claims = new PageClaims(Pages);
-        IsAsync = (store.Capabilities & PageStoreCapabilities.Asynchronous) != 0;
         ReadTimeout = readTimeout ?? TimeSpan.FromSeconds(30);
         SpliceSource = kind == ArenaKind.Shmem && memfd is not null && (store.Capabilities & PageStoreCapabilities.FileSource) != 0 ? store.FileSource : null;
     }
