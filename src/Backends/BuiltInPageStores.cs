@@ -2,14 +2,15 @@ using Paging.Stores;
 
 namespace Paging.Backends;
 
-/// <summary>The stores every pager knows: the core's "zero" and this assembly's kinds ("file", and the "latency"
-/// decorator).</summary>
+/// <summary>The stores every pager knows: the core's "zero" and this assembly's kinds ("file", the "latency"
+/// decorator and the "compressed" pack reader).</summary>
 public static class BuiltInPageStores
 {
     /// <summary>A registry with the built-in kinds.</summary>
     public static PageStoreRegistry CreateRegistry()
     {
         var registry = new PageStoreRegistry().Add(FilePageStore.Kind, FilePageStore.Create);
+        registry.Add(Compression.CompressedPageStore.Kind, c => Compression.CompressedPageStore.Create(c, registry));
         return registry.Add(LatencyPageStore.Kind, c => LatencyPageStore.Create(c, registry));
     }
 }

@@ -15,5 +15,12 @@ public static class PageStoreDescriptors
         /// <summary>Another store with <paramref name="delay"/> added to every read, asynchronously (see
         /// <see cref="LatencyPageStore"/>): a stand-in for a network store in benchmarks and tests.</summary>
         public static PageStoreDescriptor WithLatency(PageStoreDescriptor inner, TimeSpan delay) => LatencyPageStore.Describe(inner, delay);
+
+        /// <summary>The pack (docs/PACK-FORMAT.md) in the file at <paramref name="path"/> (see
+        /// <see cref="Compression.CompressedPageStore"/>).</summary>
+        public static PageStoreDescriptor Compressed(string path) => Compression.CompressedPageStore.Describe(path);
+
+        /// <summary>A pack whose bytes another store holds (a network store, say).</summary>
+        public static PageStoreDescriptor Compressed(PageStoreDescriptor inner) => Compression.CompressedPageStore.Describe(inner);
     }
 }

@@ -20,6 +20,9 @@ public sealed class NginxFixture : IDisposable
         Directory.CreateDirectory(Path.Combine(Server.Root, "private"));
         Private = TestData.CreateFile(1 << 16, seed: 22, directory: Path.Combine(Server.Root, "private"), name: "secret.bin");
         File.WriteAllBytes(Path.Combine(Server.Root, "forbidden.bin"), new byte[4096]);
+        using var input = File.OpenRead(Content.Path);
+        using var output = File.Create(Path.Combine(Server.Root, "content.pgz"));
+        Paging.Backends.Compression.PackWriter.Pack(input, output, Paging.Backends.Compression.PageCodecKind.Zstd, 3, 16384);
     }
 
     /// <summary>The contract's content length (1 MiB + 3 KiB).</summary>
@@ -383,6 +386,52 @@ public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3) : IClas
             Store = PageStoreDescriptor.S3(s3.Server.Bucket, "data/content.bin", s3.Options),
         });
         TouchAll(region, s3.Content, threads: 4);
+    }
+
+    /// <summary>A pack served by nginx, read through the compressed store over the HTTP store, into both arenas.</summary>
+    [Theory]
+    [InlineData(ArenaKind.Shmem)]
+    [InlineData(ArenaKind.Anonymous)]
+    public void ACompressedPackOverHttpReadsEveryByte(ArenaKind arena)
+    {
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = arena,
+            Length = 2L << 20,
+            Store = PageStoreDescriptor.Compressed(PageStoreDescriptor.Http(nginx.Server.UrlOf("content.pgz"))),
+        });
+        TouchAll(region, nginx.Content, threads: 4);
+    }
+
+    [Fact]
+    public void ACompressedPackInAFileReadsEveryByte()
+    {
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.Shmem,
+            Length = 2L << 20,
+            Store = PageStoreDescriptor.Compressed(Path.Combine(nginx.Server.Root, "content.pgz")),
+        });
+        TouchAll(region, nginx.Content, threads: 4);
+    }
+
+    [Fact]
+    public void ADamagedPackFailsRegionCreationClearly()
+    {
+        var path = Path.Combine(nginx.Server.Root, "damaged.pgz");
+        var bytes = File.ReadAllBytes(Path.Combine(nginx.Server.Root, "content.pgz"));
+        bytes[^2] ^= 1; // the index checksum
+        File.WriteAllBytes(path, bytes);
+        using var runtime = PagingRuntime.Start();
+        var e = Assert.ThrowsAny<PagingException>(() => runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.Shmem,
+            Length = 2L << 20,
+            Store = PageStoreDescriptor.Compressed(path),
+        }));
+        Assert.Contains("index's checksum", e.Message);
     }
 
     [Fact]
