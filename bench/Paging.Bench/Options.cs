@@ -16,6 +16,10 @@ internal sealed class Options
     public string? PlotDirectory { get; set; }
     public int StoreDelayMicroseconds { get; set; }
     public int HttpLatencyMicroseconds { get; set; }
+    public bool? Text { get; set; }
+
+    /// <summary>Generate compressible data: asked for, or by default when a compressed backend runs.</summary>
+    public bool TextData => Text ?? Backends.Any(b => b is "lz4" or "zstd");
     public int? PagerSpinMicroseconds { get; set; }
     public int? FillThreads { get; set; }
 
@@ -41,6 +45,10 @@ internal sealed class Options
                              (kernel/http-ranges: 8 streams x 1 MiB for seq, 4 KiB GETs from --threads tasks for
                              random); s3: the file as an object in s3rver on loopback, baseline the same GETs
                              through AWSSDK.S3 (kernel/s3-ranges). The harness starts the servers.
+                             lz4, zstd: the data file packed once (64 KiB blocks) and read through the compressed
+                             store (PageStoreDescriptor.Compressed), with the file baselines
+          --data x           random | text: the generated file's bytes (default random; text, ~2.5:1 with LZ4, when
+                             a compressed backend runs)
           --http-latency-us N  http backend: put a proxy on loopback in front of nginx that delays every answer by
                              N µs (a network's round trip), for Paging and the baseline alike
           --pattern a,b      seq | random | cold (seq after drop_caches; file backend only) | cold-random (random
@@ -80,7 +88,7 @@ internal sealed class Options
                     break;
                 case "--backend":
                     o.Backends.Clear();
-                    o.Backends.AddRange(Next().Split(',').Select(b => b is "zero" or "file" or "http" or "s3" ? b : throw new ArgumentException($"unknown backend '{b}' (zero, file, http, s3)")));
+                    o.Backends.AddRange(Next().Split(',').Select(b => b is "zero" or "file" or "http" or "s3" or "lz4" or "zstd" ? b : throw new ArgumentException($"unknown backend '{b}' (zero, file, http, s3, lz4, zstd)")));
                     break;
                 case "--pattern":
                     o.Patterns.Clear();
@@ -100,6 +108,7 @@ internal sealed class Options
                 case "--threads": o.Threads = Positive(Next(), "--threads"); break;
                 case "--pager-spin-us": o.PagerSpinMicroseconds = int.TryParse(Next(), out int ps) && ps >= 0 ? ps : throw new ArgumentException("--pager-spin-us takes a non-negative integer"); break;
                 case "--fill-threads": o.FillThreads = Positive(Next(), "--fill-threads"); break;
+                case "--data": o.Text = Next() switch { "text" => true, "random" => false, var x => throw new ArgumentException($"--data takes text or random, not '{x}'") }; break;
                 case "--http-latency-us": o.HttpLatencyMicroseconds = int.TryParse(Next(), out int hl) && hl >= 0 ? hl : throw new ArgumentException("--http-latency-us takes a non-negative integer"); break;
                 case "--store-delay-us": o.StoreDelayMicroseconds = int.TryParse(Next(), out int d) && d >= 0 ? d : throw new ArgumentException("--store-delay-us takes a non-negative integer"); break;
                 case "--size": o.FileSize = ParseSize(Next()); break;

@@ -49,6 +49,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     private readonly List<Result> _results = [];
     private readonly List<string> _notes = [];
     private NetworkServers? _servers;
+    private Dictionary<string, string> _packs = [];
 
     /// <summary>The first word of every page of the generated file: distinct per page, so a wrong page is a wrong sum.</summary>
     public static ulong PageWord(long offset) => ((ulong)offset * 0x9E3779B97F4A7C15UL) | 1;
@@ -65,7 +66,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             if (generated)
             {
                 Directory.CreateDirectory(dir);
-                Generate(path, fileSize);
+                Generate(path, fileSize, options.TextData);
             }
             if (options.Arenas.Contains(ArenaKind.HugeTlb))
             {
@@ -76,6 +77,24 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     _notes.Add($"hugetlb skipped: {why}");
                 }
             }
+            var packs = new Dictionary<string, string>();
+            foreach (var codec in options.Backends.Where(b => b is "lz4" or "zstd"))
+            {
+                // Packed once per run, 64 KiB blocks (the pack tool's default).
+                string pack = Path.Combine(dir, $"data.{codec}.pgz");
+                Directory.CreateDirectory(dir);
+                progressConsole.Status().Start($"packing the data file ({codec})", _ =>
+                {
+                    using var input = File.OpenRead(path);
+                    using var output = File.Create(pack);
+                    var summary = Paging.Backends.Compression.PackWriter.Pack(input, output,
+                        codec == "lz4" ? Paging.Backends.Compression.PageCodecKind.Lz4 : Paging.Backends.Compression.PageCodecKind.Zstd,
+                        codec == "lz4" ? 1 : 3, 64 * 1024);
+                    _notes.Add($"{codec} pack: ratio {summary.Ratio:0.00} ({summary.OriginalBytes >> 20} MiB in {summary.PackedBytes >> 20} MiB)");
+                });
+                packs[codec] = pack;
+            }
+            _packs = packs;
             using var servers = NetworkServers.Start(options.Backends, path, progressConsole, options.HttpLatencyMicroseconds);
             _servers = servers;
             using var runtime = PagingRuntime.Start(options.RuntimeOptions());
@@ -166,12 +185,12 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             {
                 bool cold = pattern is "cold" or "cold-random";
                 bool network = backend is "http" or "s3";
-                if (cold && backend != "file")
+                if (cold && backend is not ("file" or "lz4" or "zstd"))
                 {
                     continue; // nothing to read cold from the zero store; servers on loopback keep their own caches
                 }
                 long[] offsets = Scenarios.Offsets(pattern is "random" or "cold-random" ? "random" : "seq", options.Pages, fileSize);
-                if (backend is "file" or "http" or "s3" && !cold)
+                if (backend is "file" or "http" or "s3" or "lz4" or "zstd" && !cold)
                 {
                     // "Hot" means hot: earlier cold runs and huge page reservations may have evicted the file.
                     WarmFile(fd, fileSize);
@@ -188,11 +207,11 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     }
                     baseline = network
                         ? MeasureRanges(backend, offsets, pattern, generated)
-                        : backend == "file"
+                        : backend is "file" or "lz4" or "zstd"
                         ? MeasureMmap(fd, fileSize, offsets, pattern, generated)
                         : MeasureAnonymous(fileSize, offsets, pattern);
                     _results.Add(baseline);
-                    if (backend == "file" && pattern != "refault")
+                    if (backend is "file" or "lz4" or "zstd" && pattern != "refault")
                     {
                         if (cold)
                         {
@@ -253,6 +272,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         {
             "file" => PageStoreDescriptor.File(path),
             "http" or "s3" => _servers!.Descriptor(backend),
+            "lz4" or "zstd" => PageStoreDescriptor.Compressed(_packs[backend]),
             _ => PageStoreDescriptor.Zero(),
         };
         if (options.StoreDelayMicroseconds > 0)
@@ -367,10 +387,29 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
 
     private static string Name(ArenaKind arena) => arena switch { ArenaKind.Anonymous => "anonymous", ArenaKind.Shmem => "shmem", _ => "hugetlb" };
 
-    private static void Generate(string path, long size)
+    private static void Generate(string path, long size, bool text)
     {
         var buffer = new byte[1 << 20];
-        new Random(1).NextBytes(buffer);
+        var rng = new Random(1);
+        if (text)
+        {
+            // Compressible like a text or a model's bf16 weights (LZ4 ~2.5:1, zstd ~6:1), for the compressed backends.
+            ReadOnlySpan<string> words = ["page ", "fault ", "userfaultfd ", "the ", "pager ", "fills ", "region ", "\n", "0.0213 ", "-1.5e-3 "];
+            for (int i = 0; i < buffer.Length;)
+            {
+                foreach (char c in words[rng.Next(words.Length)])
+                {
+                    if (i < buffer.Length)
+                    {
+                        buffer[i++] = (byte)c;
+                    }
+                }
+            }
+        }
+        else
+        {
+            rng.NextBytes(buffer);
+        }
         using var fs = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 1 << 20);
         for (long off = 0; off < size; off += buffer.Length)
         {
