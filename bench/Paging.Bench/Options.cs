@@ -17,6 +17,7 @@ internal sealed class Options
     public int StoreDelayMicroseconds { get; set; }
     public int HttpLatencyMicroseconds { get; set; }
     public bool? Text { get; set; }
+    public int PackBlock { get; set; } = 64 * 1024;
 
     /// <summary>Generate compressible data: asked for, or by default when a compressed backend runs.</summary>
     public bool TextData => Text ?? Backends.Any(b => b is "lz4" or "zstd");
@@ -47,6 +48,7 @@ internal sealed class Options
                              through AWSSDK.S3 (kernel/s3-ranges). The harness starts the servers.
                              lz4, zstd: the data file packed once (64 KiB blocks) and read through the compressed
                              store (PageStoreDescriptor.Compressed), with the file baselines
+          --pack-block SIZE  block size of the harness's packs (default 64K; 4K … 1M)
           --data x           random | text: the generated file's bytes (default random; text, ~2.5:1 with LZ4, when
                              a compressed backend runs)
           --http-latency-us N  http backend: put a proxy on loopback in front of nginx that delays every answer by
@@ -108,6 +110,7 @@ internal sealed class Options
                 case "--threads": o.Threads = Positive(Next(), "--threads"); break;
                 case "--pager-spin-us": o.PagerSpinMicroseconds = int.TryParse(Next(), out int ps) && ps >= 0 ? ps : throw new ArgumentException("--pager-spin-us takes a non-negative integer"); break;
                 case "--fill-threads": o.FillThreads = Positive(Next(), "--fill-threads"); break;
+                case "--pack-block": o.PackBlock = (int)ParseSize(Next()); break;
                 case "--data": o.Text = Next() switch { "text" => true, "random" => false, var x => throw new ArgumentException($"--data takes text or random, not '{x}'") }; break;
                 case "--http-latency-us": o.HttpLatencyMicroseconds = int.TryParse(Next(), out int hl) && hl >= 0 ? hl : throw new ArgumentException("--http-latency-us takes a non-negative integer"); break;
                 case "--store-delay-us": o.StoreDelayMicroseconds = int.TryParse(Next(), out int d) && d >= 0 ? d : throw new ArgumentException("--store-delay-us takes a non-negative integer"); break;
