@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.ObjectPool;
+using Paging.Interop;
 using Paging.Logging;
 using Paging.Protocol;
 using Paging.Stores;
@@ -80,7 +81,7 @@ internal sealed unsafe partial class FaultEngine
             var r = fill.Region;
             long offset = fill.First << r.PageShift;
             _length = checked((int)(fill.Count << r.PageShift));
-            if (r.Kind == ArenaKind.Anonymous)
+            if (r.Kind == ArenaKind.Anonymous || WritesThroughMemfd(r))
             {
                 _destination = _buffer;
             }
@@ -197,7 +198,24 @@ internal sealed unsafe partial class FaultEngine
             }
             else
             {
-                if (status == PageReadStatus.Zero)
+                if (WritesThroughMemfd(r))
+                {
+                    if (!StoreInMemfd(r, _fill.First << r.PageShift, status, out var errno))
+                    {
+                        r.Control.Add(RegionStat.Errors, 1);
+                        Log.UffdCallFailed(_engine._logger, "pwrite(memfd)", (ulong)_length, r.Start + ((ulong)_fill.First << r.PageShift), errno);
+                        for (long p = _fill.DemandFirst; p < _fill.DemandEnd; p++)
+                        {
+                            _engine.Poison(r, p, 1);
+                        }
+                        return;
+                    }
+                    if (status == PageReadStatus.Zero)
+                    {
+                        r.Control.Add(RegionStat.ZeroPagesFilled, count);
+                    }
+                }
+                else if (status == PageReadStatus.Zero)
                 {
                     new Span<byte>(_destination, _length).Clear();
                     r.Control.Add(RegionStat.ZeroPagesFilled, count);
@@ -219,6 +237,39 @@ internal sealed unsafe partial class FaultEngine
                 r.Control.Add(RegionStat.PagesFilled, count);
             }
             r.Control.Add(RegionStat.PagesPrefetched, count - Overlap(_fill.First, _fill.First + count, _fill.DemandFirst, _fill.DemandEnd));
+        }
+
+        /// <summary>Shmem arenas take an asynchronous fill's bytes with pwrite(2) into the memfd (the read lands in the
+        /// fill's own buffer) instead of through the staging mapping: the page cache is filled without building page
+        /// tables in the pager — 0.9–1.1 µs per 4 KiB page against 8.2–8.5 µs for MADV_POPULATE_WRITE + memcpy into the
+        /// mapping on this VM (a C probe, 256 MiB in 256 KiB runs, docs/BENCHMARKS.md §7). Hugetlbfs has no write(2).</summary>
+        private static bool WritesThroughMemfd(ServedRegion r) => r.Kind == ArenaKind.Shmem && r.Memfd is not null;
+
+        /// <summary>Puts the fill's bytes (or zeros) into the memfd at <paramref name="offset"/>.</summary>
+        private bool StoreInMemfd(ServedRegion r, long offset, PageReadStatus status, out Errno errno)
+        {
+            errno = Errno.None;
+            if (status == PageReadStatus.Zero)
+            {
+                // Written as zeros, not fallocated: fallocate keeps whatever a page already holds.
+                new Span<byte>(_buffer, _length).Clear();
+            }
+            long done = 0;
+            while (done < _length)
+            {
+                nint n = Libc.Pwrite(r.Memfd!, _buffer + done, (nuint)(_length - done), offset + done);
+                if (n <= 0)
+                {
+                    errno = n < 0 ? (Errno)Marshal.GetLastPInvokeError() : Errno.EIO;
+                    if (errno == Errno.EINTR)
+                    {
+                        continue;
+                    }
+                    return false;
+                }
+                done += n;
+            }
+            return true;
         }
 
         private void Finish(long allocatedBefore)

@@ -33,6 +33,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, EntryPoint = "pread", SetLastError = true)]
     internal static partial nint Pread(FileDescriptor fd, void* buffer, nuint count, long offset);
 
+    [LibraryImport(Name, EntryPoint = "pwrite", SetLastError = true)]
+    internal static partial nint Pwrite(FileDescriptor fd, void* buffer, nuint count, long offset);
+
     [LibraryImport(Name, EntryPoint = "sync")]
     internal static partial void Sync();
 }
