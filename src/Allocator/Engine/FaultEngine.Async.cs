@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.ObjectPool;
-using Paging.Interop;
 using Paging.Logging;
 using Paging.Protocol;
 using Paging.Stores;
@@ -239,37 +238,19 @@ internal sealed unsafe partial class FaultEngine
             r.Control.Add(RegionStat.PagesPrefetched, count - Overlap(_fill.First, _fill.First + count, _fill.DemandFirst, _fill.DemandEnd));
         }
 
-        /// <summary>Shmem arenas take an asynchronous fill's bytes with pwrite(2) into the memfd (the read lands in the
-        /// fill's own buffer) instead of through the staging mapping: the page cache is filled without building page
-        /// tables in the pager — 0.9–1.1 µs per 4 KiB page against 8.2–8.5 µs for MADV_POPULATE_WRITE + memcpy into the
-        /// mapping on this VM (a C probe, 256 MiB in 256 KiB runs, docs/BENCHMARKS.md §7). Hugetlbfs has no write(2).</summary>
+        /// <summary>Shmem arenas take an asynchronous fill's bytes in the fill's own buffer, then pwrite them into the
+        /// memfd (<see cref="WriteMemfd"/>).</summary>
         private static bool WritesThroughMemfd(ServedRegion r) => r.Kind == ArenaKind.Shmem && r.Memfd is not null;
 
         /// <summary>Puts the fill's bytes (or zeros) into the memfd at <paramref name="offset"/>.</summary>
         private bool StoreInMemfd(ServedRegion r, long offset, PageReadStatus status, out Errno errno)
         {
-            errno = Errno.None;
             if (status == PageReadStatus.Zero)
             {
                 // Written as zeros, not fallocated: fallocate keeps whatever a page already holds.
                 new Span<byte>(_buffer, _length).Clear();
             }
-            long done = 0;
-            while (done < _length)
-            {
-                nint n = Libc.Pwrite(r.Memfd!, _buffer + done, (nuint)(_length - done), offset + done);
-                if (n <= 0)
-                {
-                    errno = n < 0 ? (Errno)Marshal.GetLastPInvokeError() : Errno.EIO;
-                    if (errno == Errno.EINTR)
-                    {
-                        continue;
-                    }
-                    return false;
-                }
-                done += n;
-            }
-            return true;
+            return WriteMemfd(r, _buffer, _length, offset, out errno);
         }
 
         private void Finish(long allocatedBefore)
