@@ -99,6 +99,56 @@ public static class LocalServers
         }
     }
 
+    /// <summary>
+    /// Starts a server tied to this process's life: a shell starts it, then waits on a pipe from us; when this process
+    /// ends — even killed, or crashed in a fault, when no Dispose runs — the pipe closes and the shell stops the server.
+    /// (A test host that crashed used to leave nginx and s3rver running.) Standard output and error are redirected.
+    /// </summary>
+    public static Process StartTied(string file, IEnumerable<string> arguments)
+    {
+        var info = new ProcessStartInfo("/bin/sh")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add("\"$0\" \"$@\" & child=$!; cat >/dev/null; kill $child 2>/dev/null; wait $child");
+        info.ArgumentList.Add(file);
+        foreach (var a in arguments)
+        {
+            info.ArgumentList.Add(a);
+        }
+        return Process.Start(info)!;
+    }
+
+    /// <summary>Stops a server process (and its children) and deletes its folder.</summary>
+    public static void Stop(Process process, string directory)
+    {
+        try
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit(5000);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // Already gone.
+        }
+        process.Dispose();
+        try
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A file still open by a dying worker: the temp folder is cleaned up later.
+        }
+    }
+
     /// <summary>A loopback port nobody listens on right now.</summary>
     public static int FreePort()
     {

@@ -72,19 +72,14 @@ public sealed class NginxServer : IDisposable
                     }
                 }
                 """);
-            var process = Process.Start(new ProcessStartInfo(nginx, $"-p {prefix} -c {conf} -e {prefix}/error.log")
-            {
-                UseShellExecute = false,
-                RedirectStandardError = true,
-                RedirectStandardOutput = true,
-            })!;
+            var process = LocalServers.StartTied(nginx, ["-p", prefix, "-c", conf, "-e", $"{prefix}/error.log"]);
             if (LocalServers.WaitForPort(port, TimeSpan.FromSeconds(10), () => !process.HasExited))
             {
                 return new NginxServer(process, prefix, root, port);
             }
             if (!process.HasExited)
             {
-                process.Kill();
+                process.Kill(entireProcessTree: true);
             }
             process.WaitForExit();
             string log = File.Exists(Path.Combine(prefix, "error.log")) ? File.ReadAllText(Path.Combine(prefix, "error.log")) : "";
@@ -97,26 +92,5 @@ public sealed class NginxServer : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        try
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill();
-                _process.WaitForExit(5000);
-            }
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        _process.Dispose();
-        try
-        {
-            Directory.Delete(_prefix, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public void Dispose() => LocalServers.Stop(_process, _prefix);
 }

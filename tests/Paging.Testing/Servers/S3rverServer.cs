@@ -44,13 +44,7 @@ public sealed partial class S3rverServer : IDisposable
     {
         string script = LocalServers.S3rver;
         var directory = Directory.CreateTempSubdirectory("paging-s3rver-").FullName;
-        var info = new ProcessStartInfo("node", $"\"{script}\" -d \"{directory}\" -a 127.0.0.1 -p 0 --configure-bucket {bucket} --allow-mismatched-signatures")
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        var process = Process.Start(info)!;
+        var process = LocalServers.StartTied("node", [script, "-d", directory, "-a", "127.0.0.1", "-p", "0", "--configure-bucket", bucket, "--allow-mismatched-signatures"]);
         var port = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new System.Text.StringBuilder();
         void OnLine(object? sender, DataReceivedEventArgs e)
@@ -77,7 +71,7 @@ public sealed partial class S3rverServer : IDisposable
         {
             if (!process.HasExited)
             {
-                process.Kill();
+                process.Kill(entireProcessTree: true);
             }
             process.Dispose();
             lock (output)
@@ -89,26 +83,5 @@ public sealed partial class S3rverServer : IDisposable
     }
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        try
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-                _process.WaitForExit(5000);
-            }
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        _process.Dispose();
-        try
-        {
-            Directory.Delete(_directory, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public void Dispose() => LocalServers.Stop(_process, _directory);
 }
