@@ -89,3 +89,20 @@ public sealed class FaultInjectionTests
         Assert.Equal(2, store.Failures);
     }
 }
+
+public sealed class DecoratorBatchTests
+{
+    /// <summary>A decorator's batch goes through the decorator: before, DelegatingPageStore handed batches to the inner
+    /// store, so a latency (or fault-injecting, or decoding) store's ReadManyAsync skipped what it decorates.</summary>
+    [Fact]
+    public async Task ABatchReadOfALatencyStoreTakesItsDelay()
+    {
+        using var file = TestData.CreateFile(1 << 16, seed: 13);
+        using var store = new LatencyPageStore(new FilePageStore(file.Path, 0, false), TimeSpan.FromMilliseconds(60));
+        var requests = new[] { new PageReadRequest(0, new byte[4096]), new PageReadRequest(8192, new byte[4096]) };
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await store.ReadManyAsync(requests, new PageReadStatus[2], CancellationToken.None);
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(110), $"a batch of two 60 ms reads took {watch.ElapsedMilliseconds} ms");
+        Assert.True(TestData.FirstMismatch(requests[1].Destination.Span, 8192, file.Length, file.Seed) < 0);
+    }
+}

@@ -33,9 +33,11 @@ public abstract class DelegatingPageStore : IPageStore
     public virtual ValueTask<PageReadStatus> ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken) =>
         Inner.ReadAsync(offset, destination, cancellationToken);
 
-    /// <inheritdoc />
+    /// <summary>Each request through this store's own <see cref="ReadAsync"/>: handing the batch to the inner store
+    /// would bypass the decorator (its latency, its faults, its decoding). A decorator that keeps the inner store's
+    /// bytes unchanged may override this to pass the batch on.</summary>
     public virtual ValueTask ReadManyAsync(ReadOnlyMemory<PageReadRequest> requests, Memory<PageReadStatus> statuses, CancellationToken cancellationToken) =>
-        Inner.ReadManyAsync(requests, statuses, cancellationToken);
+        IPageStore.ReadEachAsync(this, requests, statuses, cancellationToken);
 
     /// <inheritdoc />
     public virtual void Write(long offset, ReadOnlySpan<byte> source) => Inner.Write(offset, source);

@@ -80,9 +80,15 @@ public interface IPageStore : IDisposable
 
     /// <summary>Reads several runs in one call, so a store can coalesce them (one network request for adjacent runs).
     /// <paramref name="statuses"/>[i] receives the outcome of <paramref name="requests"/>[i]. The default issues the
-    /// reads one after another through <see cref="ReadAsync"/>.</summary>
-    async ValueTask ReadManyAsync(ReadOnlyMemory<PageReadRequest> requests, Memory<PageReadStatus> statuses, CancellationToken cancellationToken)
+    /// reads one after another through <see cref="ReadAsync"/> (<see cref="ReadEachAsync"/>).</summary>
+    ValueTask ReadManyAsync(ReadOnlyMemory<PageReadRequest> requests, Memory<PageReadStatus> statuses, CancellationToken cancellationToken) =>
+        ReadEachAsync(this, requests, statuses, cancellationToken);
+
+    /// <summary>A batch read as one <see cref="ReadAsync"/> of <paramref name="store"/> per request, in order: the
+    /// default of <see cref="ReadManyAsync"/>, and of decorators, whose batches must go through their own reads.</summary>
+    static async ValueTask ReadEachAsync(IPageStore store, ReadOnlyMemory<PageReadRequest> requests, Memory<PageReadStatus> statuses, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(store);
         if (statuses.Length < requests.Length)
         {
             throw new ArgumentException($"{statuses.Length} statuses for {requests.Length} requests", nameof(statuses));
@@ -90,7 +96,7 @@ public interface IPageStore : IDisposable
         for (int i = 0; i < requests.Length; i++)
         {
             var r = requests.Span[i];
-            var status = await ReadAsync(r.Offset, r.Destination, cancellationToken).ConfigureAwait(false);
+            var status = await store.ReadAsync(r.Offset, r.Destination, cancellationToken).ConfigureAwait(false);
             statuses.Span[i] = status;
         }
     }

@@ -200,21 +200,6 @@ public sealed class CompressedPageStore : DelegatingPageStore
         }
     }
 
-    /// <summary>Each request decoded on its own (the inner store's batch would return stored bytes, not pages).</summary>
-    public override async ValueTask ReadManyAsync(ReadOnlyMemory<PageReadRequest> requests, Memory<PageReadStatus> statuses, CancellationToken cancellationToken)
-    {
-        if (statuses.Length < requests.Length)
-        {
-            throw new ArgumentException($"{statuses.Length} statuses for {requests.Length} requests", nameof(statuses));
-        }
-        for (int i = 0; i < requests.Length; i++)
-        {
-            var r = requests.Span[i];
-            var status = await ReadAsync(r.Offset, r.Destination, cancellationToken).ConfigureAwait(false);
-            statuses.Span[i] = status;
-        }
-    }
-
     /// <summary>A read inside the one block this thread decoded last: copied from it.</summary>
     private bool TryCopyCached(long offset, Span<byte> destination, long first, long end)
     {
