@@ -151,6 +151,24 @@ public sealed class FilePageStore : IPageStore
         }
     }
 
+    /// <summary>fdatasync(2) of the file: the data written and the file's size are on the device when it returns
+    /// (timestamps may not be: nothing reads them back).</summary>
+    public void Flush()
+    {
+        if ((Capabilities & PageStoreCapabilities.Write) == 0)
+        {
+            return;
+        }
+        try
+        {
+            RandomAccess.FlushToDisk(_file);
+        }
+        catch (IOException e)
+        {
+            throw new PageStoreException(PageStoreError.Io, $"fdatasync of '{Path}' failed: {e.Message}", e);
+        }
+    }
+
     /// <inheritdoc />
     public void Dispose() => _file.Dispose();
 }

@@ -37,10 +37,12 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
     {
         _logger = options.LoggerFactory.CreateLogger("Paging.Runtime");
         Capabilities = UffdCapabilities.Current;
+        // WP_ASYNC and WP_HUGETLBFS_SHMEM change nothing for ranges registered without write-protection: they are what
+        // regions with write tracking (a budget, write-back) need, asked for when the kernel has them.
         const UffdFeatures used = UffdFeatures.MissingShmem | UffdFeatures.MinorShmem | UffdFeatures.MissingHugetlbfs |
-            UffdFeatures.MinorHugetlbfs | UffdFeatures.Poison;
+            UffdFeatures.MinorHugetlbfs | UffdFeatures.Poison | TrackingFeatures;
         var launch = PagerLaunch.Resolve(options.PagerPath);
-        var tunables = new PagerTunables((long)options.PagerSpin.TotalNanoseconds, (int)options.PagerLogLevel, options.FillThreads);
+        var tunables = new PagerTunables((long)options.PagerSpin.TotalNanoseconds, (int)options.PagerLogLevel, options.FillThreads, options.MemoryBudget ?? 0);
         _uffd = Userfaultfd.Create(used & Capabilities.Features);
         try
         {
@@ -52,6 +54,9 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>What write tracking needs of the kernel: writes resolved without a fault (WP_ASYNC) on shmem.</summary>
+    internal const UffdFeatures TrackingFeatures = UffdFeatures.WpAsync | UffdFeatures.WpHugetlbfsShmem;
 
     /// <summary>Creates a userfaultfd and starts its pager (and standby). Throws <see cref="PagerException"/> when the
     /// pager cannot start and <see cref="PagingSystemException"/> when userfaultfd is not permitted.</summary>
@@ -88,6 +93,17 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             throw new ArgumentException($"region length {options.Length} must be a positive multiple of the {options.Arena} page size ({pageSize} bytes)", nameof(options));
         }
         long pages = options.Length / pageSize;
+        if (options.TracksWrites)
+        {
+            if (options.Arena != ArenaKind.Shmem)
+            {
+                throw new ArgumentException($"MemoryBudget and WriteBack need a Shmem arena, not {options.Arena}: the pager unmaps and frees shmem pages by itself, while anonymous pages can only be dropped by the application and hugetlbfs pages cannot be unmapped by reclaim", nameof(options));
+            }
+            if ((_uffd.Features & TrackingFeatures) != TrackingFeatures)
+            {
+                throw new PagingFeatureNotSupportedException($"write tracking needs userfaultfd WP_ASYNC and WP_HUGETLBFS_SHMEM (Linux 6.7+); this kernel's uffd has {_uffd.Features}", TrackingFeatures & ~_uffd.Features);
+            }
+        }
         Arena? arena = null;
         FileDescriptor? ctlFd = null;
         RegionControlBlock? control = null;
@@ -97,9 +113,17 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             arena = Arena.Create(options.Arena, options.Length);
             control = RegionControlBlock.Create(pages, out ctlFd);
             var mode = options.Arena == ArenaKind.Anonymous ? UffdRegisterMode.Missing : UffdRegisterMode.Missing | UffdRegisterMode.Minor;
+            if (options.TracksWrites)
+            {
+                mode |= UffdRegisterMode.WriteProtect;
+            }
             var ioctls = _uffd.Register(arena.User.Address, options.Length, mode);
             registered = true;
             var needed = options.Arena == ArenaKind.Anonymous ? UffdIoctls.Copy | UffdIoctls.Wake : UffdIoctls.Continue | UffdIoctls.Wake;
+            if (options.TracksWrites)
+            {
+                needed |= UffdIoctls.WriteProtect;
+            }
             if ((ioctls & needed) != needed)
             {
                 throw new PagingFeatureNotSupportedException($"the kernel registered the {options.Arena} range without the ioctls it needs (has {ioctls}, needs {needed})", UffdFeatures.None);
@@ -111,8 +135,9 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 ulong id = ++_nextRegionId;
-                region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch);
-                var message = new AddRegionMessage(id, options.Arena, pageSize, (ulong)arena.User.Address, (ulong)options.Length, options.Store, policy, options.ReadTimeout);
+                region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch, options.TracksWrites);
+                var message = new AddRegionMessage(id, options.Arena, pageSize, (ulong)arena.User.Address, (ulong)options.Length, options.Store, policy, options.ReadTimeout,
+                    options.MemoryBudget ?? 0, options.TracksWrites);
                 _supervisor.Add(message, arena.Memfd is null ? [ctlFd] : [ctlFd, arena.Memfd]);
                 _regions.Add(id, region);
             }
@@ -156,6 +181,10 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
     internal void CancelPrefetch(Region region) => _supervisor.CancelPrefetch(region.Id);
 
     internal void Discard(Region region, long firstPage, long endPage) => _supervisor.Discard(region.Id, firstPage, endPage);
+
+    internal void Flush(Region region) => _supervisor.Flush(region.Id);
+
+    internal void Evict(Region region, long firstPage, long endPage) => _supervisor.Evict(region.Id, firstPage, endPage);
 
     /// <summary>Kills the active pager with SIGKILL (failure tests). Returns its pid.</summary>
     internal int KillActivePager() => _supervisor.KillActivePager();

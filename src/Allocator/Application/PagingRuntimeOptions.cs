@@ -70,6 +70,23 @@ public sealed class PagingRuntimeOptions
         }
     } = LogLevel.Information;
 
+    /// <summary>Bytes all regions of this runtime keep resident together (null: no shared budget): a buffer pool's
+    /// memory over several files. Past it the pager evicts from the regions that track writes (shmem regions with
+    /// <see cref="RegionOptions.WriteBack"/> or their own <see cref="RegionOptions.MemoryBudget"/>); other regions
+    /// count toward it but are never evicted. At least 4 MiB.</summary>
+    public long? MemoryBudget
+    {
+        get;
+        init
+        {
+            if (value is { } v && v < RegionOptions.MinimumBudget)
+            {
+                throw new ArgumentOutOfRangeException(nameof(MemoryBudget), v, $"a memory budget must be at least {RegionOptions.MinimumBudget >> 20} MiB");
+            }
+            field = value;
+        }
+    }
+
     /// <summary>Where the runtime logs pager restarts and errors.</summary>
     public ILoggerFactory LoggerFactory
     {

@@ -27,8 +27,9 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     private int _tornDown;
 
     internal Region(PagingRuntime runtime, ulong id, Arena arena, RegionControlBlock control, FileDescriptor controlFd,
-        PageStoreDescriptor store, PrefetchOptions prefetch)
+        PageStoreDescriptor store, PrefetchOptions prefetch, bool tracksWrites = false)
     {
+        TracksWrites = tracksWrites;
         _runtime = runtime;
         Id = id;
         _arena = arena;
@@ -156,6 +157,76 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         }
     }
 
+    /// <summary>True when the region tracks writes (<see cref="RegionOptions.WriteBack"/> or a
+    /// <see cref="RegionOptions.MemoryBudget"/>): <see cref="Flush"/> and <see cref="Evict"/> work on it.</summary>
+    public bool TracksWrites { get; }
+
+    /// <summary>
+    /// Writes every page written before this call back to the store and makes it durable (the file store: pwrite, then
+    /// fdatasync), then returns. A page written while the flush runs goes out whole as it was at one instant (a
+    /// snapshot checked against further writes), now or with the next write-back, never torn. Throws
+    /// <see cref="PagerException"/> naming the first failed write when the store refused any (those pages stay dirty
+    /// and resident: a later Flush retries them), and when the region does not track writes.
+    /// </summary>
+    public void Flush()
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (!TracksWrites)
+        {
+            throw new InvalidOperationException("this region does not track writes: create it with RegionOptions.WriteBack = true (or a MemoryBudget) to flush it");
+        }
+        _runtime.Flush(this);
+    }
+
+    /// <summary><see cref="Flush"/> on the thread pool.</summary>
+    public Task FlushAsync(CancellationToken cancellationToken = default) => Task.Run(Flush, cancellationToken);
+
+    /// <summary>Hint: the application is done with [offset, offset+length) for now (whole pages). Dirty pages are written
+    /// back, then the pages are dropped; the next touch reads them again. Pinned pages, and pages the kernel would not
+    /// unmap right now, stay. Needs write tracking (otherwise use <see cref="Discard"/>, which drops writes).</summary>
+    public void Evict(long offset, long length)
+    {
+        var (first, end) = WholePages(offset, length);
+        if (!TracksWrites)
+        {
+            throw new InvalidOperationException("Evict needs write tracking (RegionOptions.WriteBack or a MemoryBudget); Discard drops pages without writing them back");
+        }
+        if (end > first)
+        {
+            _runtime.Evict(this, first, end);
+        }
+    }
+
+    /// <summary>Hint: [offset, offset+length) will be needed soon: it is read and mapped in the background
+    /// (<see cref="PrefetchRange"/>).</summary>
+    public void WillNeed(long offset, long length) => PrefetchRange(offset, length);
+
+    /// <summary>Keeps the pages of [offset, offset+length) (whole pages) resident: eviction skips them until
+    /// <see cref="Unpin"/> (a B-tree's root and inner nodes). A pinned page not yet resident is read on its first touch as
+    /// usual and stays from then on. Pins are bits, not counts: the application pairs them.</summary>
+    public void Pin(long offset, long length)
+    {
+        var (first, end) = WholePages(offset, length);
+        _control.Pin(first, end - first);
+    }
+
+    /// <summary>Lets eviction take the pages of [offset, offset+length) again.</summary>
+    public void Unpin(long offset, long length)
+    {
+        var (first, end) = WholePages(offset, length);
+        _control.Unpin(first, end - first);
+    }
+
+    private (long First, long End) WholePages(long offset, long length)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (offset < 0 || length < 0 || offset % PageSize != 0 || length % PageSize != 0 || offset + length > Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, {offset + length}) must be whole {PageSize}-byte pages inside the region's {Length} bytes");
+        }
+        return (offset / PageSize, (offset + length) / PageSize);
+    }
+
     /// <summary>The region's counters (the pager keeps them in shared memory).</summary>
     public RegionStatistics Statistics => new(
         ReadStat(RegionStat.MissingFaults), ReadStat(RegionStat.MinorFaults), ReadStat(RegionStat.Messages), ReadStat(RegionStat.Batches),
@@ -163,7 +234,18 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         ReadStat(RegionStat.AlreadyPresent), ReadStat(RegionStat.Retries), ReadStat(RegionStat.Errors), ReadStat(RegionStat.Poisoned),
         ReadStat(RegionStat.Recoveries), ReadStat(RegionStat.PagesPrefetched), ReadStat(RegionStat.SequentialHits),
         ReadStat(RegionStat.PrefetchLate), ReadStat(RegionStat.StaleFaults), ReadStat(RegionStat.ManagedBytesAllocated),
-        ReadStat(RegionStat.FailedWakes));
+        ReadStat(RegionStat.FailedWakes))
+    {
+        ResidentPages = ReadStat(RegionStat.ResidentPages),
+        PeakResidentPages = ReadStat(RegionStat.PeakResidentPages),
+        PagesEvicted = ReadStat(RegionStat.PagesEvicted),
+        PagesWrittenBack = ReadStat(RegionStat.PagesWrittenBack),
+        BytesWritten = ReadStat(RegionStat.BytesWritten),
+        WriteErrors = ReadStat(RegionStat.WriteErrors),
+        PagesUnmapped = ReadStat(RegionStat.PagesUnmapped),
+        SecondChances = ReadStat(RegionStat.SecondChances),
+        Flushes = ReadStat(RegionStat.Flushes),
+    };
 
     /// <summary>How many of the pages in [firstPage, firstPage+count) the pager has filled (tests, diagnostics).</summary>
     internal long CountFilledPages(long firstPage, long count)

@@ -63,4 +63,32 @@ public sealed class RegionOptions
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Prefetch));
     } = new();
+
+    /// <summary>Bytes of this region the pager keeps resident (null: no budget of its own). Past it, the pager evicts
+    /// cold pages (CLOCK, second chance), writing dirty ones back first. At least 4 MiB; shmem arenas only (the pager
+    /// unmaps and frees shmem pages by itself; anonymous pages need the application's own madvise and hugetlbfs pages
+    /// cannot be unmapped by reclaim). Turns on write tracking (<see cref="WriteBack"/> semantics for writes: a dirty
+    /// page is never dropped; with a read-only store it stays resident).</summary>
+    public long? MemoryBudget
+    {
+        get;
+        init
+        {
+            if (value is { } v && v < MinimumBudget)
+            {
+                throw new ArgumentOutOfRangeException(nameof(MemoryBudget), v, $"a memory budget must be at least {MinimumBudget >> 20} MiB (a fill is up to 256 KiB per fill thread)");
+            }
+            field = value;
+        }
+    }
+
+    /// <summary>Track writes (WP_ASYNC + PAGEMAP_SCAN: no fault per write) so <see cref="Region.Flush"/> writes them
+    /// back to the store and eviction never drops one. Needs a writable store to flush
+    /// (<c>PageStoreDescriptor.File(path, writable: true)</c>) and a shmem arena.</summary>
+    public bool WriteBack { get; init; }
+
+    /// <summary>The smallest budget: 4 MiB, 16 fill threads' 256 KiB runs.</summary>
+    public const long MinimumBudget = 4L << 20;
+
+    internal bool TracksWrites => WriteBack || MemoryBudget is not null;
 }

@@ -30,4 +30,31 @@ public readonly record struct RegionStatistics(
 
     /// <summary>Faults the pager served.</summary>
     public long Faults => MissingFaults + MinorFaults;
+
+    /// <summary>Pages resident now (filled, not evicted or discarded).</summary>
+    public long ResidentPages { get; init; }
+
+    /// <summary>The most pages ever resident at once.</summary>
+    public long PeakResidentPages { get; init; }
+
+    /// <summary>Pages evicted (budget or <see cref="Region.Evict"/>).</summary>
+    public long PagesEvicted { get; init; }
+
+    /// <summary>Dirty pages written back to the store.</summary>
+    public long PagesWrittenBack { get; init; }
+
+    /// <summary>Bytes written back to the store.</summary>
+    public long BytesWritten { get; init; }
+
+    /// <summary>Store writes that failed (their pages stayed dirty and resident).</summary>
+    public long WriteErrors { get; init; }
+
+    /// <summary>Pages the eviction clock unmapped (a touch maps them back with a MINOR fault).</summary>
+    public long PagesUnmapped { get; init; }
+
+    /// <summary>Unmapped pages touched again before the clock came back, so kept.</summary>
+    public long SecondChances { get; init; }
+
+    /// <summary>Flushes completed.</summary>
+    public long Flushes { get; init; }
 }

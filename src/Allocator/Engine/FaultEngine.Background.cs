@@ -49,7 +49,7 @@ internal sealed unsafe partial class FaultEngine
             }
             if (aheadEnd > aheadFirst)
             {
-                _ = _readAhead.Push(region, aheadFirst, aheadEnd, marker: region.IsAsync); // full: dropped, the stream faults again
+                _ = _readAhead.Push(region, aheadFirst, aheadEnd, marker: region.IsAsync && !region.TrackWrites); // full: dropped, the stream faults again
             }
         }
         // An asynchronous store's window is started by two threads (one per vCPU here): starting a read prepares its

@@ -1,4 +1,5 @@
 using Paging.Interop;
+using Paging.Logging;
 using Paging.Protocol;
 
 namespace Paging.Engine;
@@ -12,6 +13,10 @@ internal sealed unsafe partial class FaultEngine
 
     public void Add(ServedRegion region)
     {
+        if (region.TrackWrites)
+        {
+            EnableTracking();
+        }
         lock (_tableLock)
         {
             if (Array.Exists(_regions, r => r.Id == region.Id || (r.Start < region.End && region.Start < r.End)))
@@ -107,6 +112,8 @@ internal sealed unsafe partial class FaultEngine
             }
             // Bits first: a fault racing in after the punch must see the page as not filled.
             region.Control.ClearFilled(first, end - first);
+            region.Control.ClearDirty(first, end - first); // Discard drops writes: nothing is left to write back
+            region.Cold?.Clear(first, end - first);
             long offset = first << region.PageShift, length = (end - first) << region.PageShift;
             // PUNCH_HOLE also unmaps the range from every mapping, the application's included.
             if (Libc.Fallocate(region.Memfd, FallocateFlags.PunchHole | FallocateFlags.KeepSize, offset, length) != 0)
@@ -129,6 +136,13 @@ internal sealed unsafe partial class FaultEngine
         foreach (var region in Volatile.Read(ref _regions))
         {
             region.Control.Add(RegionStat.Recoveries, 1);
+            if (region.TrackWrites && (region.Control.Flags & RegionControlBlock.ScanInProgress) != 0)
+            {
+                // The dead pager re-protected pages it may not have recorded as dirty yet.
+                Log.DirtyScanInterrupted(_logger, region.Id);
+                region.Control.MarkAllFilledDirty();
+                region.Control.Flags &= ~RegionControlBlock.ScanInProgress;
+            }
             Wake(region, region.Start, region.Length);
             if (region.Policy.StreamAll)
             {

@@ -21,6 +21,7 @@ internal sealed unsafe partial class FaultEngine
     {
         var r = f.Region;
         long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        WaitForRoom(r, f.Count);
         if (r.IsAsync)
         {
             StartAsync(f);
@@ -158,6 +159,11 @@ internal sealed unsafe partial class FaultEngine
     /// from one the application dropped with MADV_DONTNEED.</summary>
     private void MapAgain(FillThread t, ServedRegion r, long page, long count)
     {
+        if (r.TrackWrites)
+        {
+            MapAgainTracked(t, r, page, count);
+            return;
+        }
         if (r.Kind != ArenaKind.Anonymous)
         {
             // A claimed page is a fill between marking it and mapping it: its CONTINUE wakes this fault. Mapping it
@@ -204,6 +210,72 @@ internal sealed unsafe partial class FaultEngine
         }
     }
 
+    /// <summary>MapAgain for a region whose writes are tracked (a page the eviction clock unmapped, touched again). The
+    /// page's PTE is empty or holds a uffd-wp marker: empty means it may have been written before it was unmapped,
+    /// and mapping it protected would lose that, so the pages are claimed (the evictor cannot take them meanwhile),
+    /// read with PAGEMAP_SCAN, marked dirty where the scan cannot prove them clean, then mapped protected.</summary>
+    private void MapAgainTracked(FillThread t, ServedRegion r, long page, long count)
+    {
+        long p = page, end = page + count;
+        while (p < end)
+        {
+            if (!r.Claims.TryClaim(p))
+            {
+                p++; // its owner (a fill, an eviction, a write-back) wakes this fault when it is done
+                continue;
+            }
+            long q = p + 1;
+            while (q < end && r.Claims.TryClaim(q))
+            {
+                q++;
+            }
+            try
+            {
+                int n = (int)(q - p);
+                var categories = t.Categories.AsSpan(0, Math.Min(n, t.Categories.Length));
+                if (n <= t.Categories.Length && App.Categories(r.Start + ((ulong)p << r.PageShift), r.PageSize, categories, t.ScanRegions, out _))
+                {
+                    for (int i = 0; i < n; i++)
+                    {
+                        var c = categories[i];
+                        if ((c & PageCategory.Present) == 0 && ((c & PageCategory.Written) != 0 || (c & PageCategory.Swapped) == 0))
+                        {
+                            r.Control.MarkDirty(p + i, 1);
+                        }
+                    }
+                }
+                else
+                {
+                    r.Control.MarkDirty(p, n); // cannot tell: a write-back too many, never a write lost
+                }
+                for (long x = p; x < q; x++)
+                {
+                    if (!r.Control.IsFilled(x))
+                    {
+                        // Evicted between the fault and the claim: wake it to fault again (a fresh fill).
+                        r.Control.ClearDirty(x, 1);
+                        Wake(r, r.Start + ((ulong)x << r.PageShift), (ulong)r.PageSize);
+                        continue;
+                    }
+                    long y = x + 1;
+                    while (y < q && r.Control.IsFilled(y))
+                    {
+                        y++;
+                    }
+                    // No fill thread: a page missing from the page cache (EFAULT) is cleared and woken, not refilled
+                    // under a claim this thread holds.
+                    Continue(null, r, x, y - x, stale: true);
+                    x = y - 1;
+                }
+            }
+            finally
+            {
+                r.Claims.Release(p, q - p);
+            }
+            p = q;
+        }
+    }
+
     // ---------- shmem / hugetlbfs: fill the page cache through the staging mapping, then UFFDIO_CONTINUE ----------
 
     /// <summary>Puts the bytes of pages [page, page+count) into the memfd's page cache. Does not mark or map them.</summary>
@@ -218,6 +290,10 @@ internal sealed unsafe partial class FaultEngine
             {
                 // Past end-of-file: zeros (also erasing anything a crashed pager left in those pages).
                 destination[(int)copied..].Clear();
+                if (r.TrackWrites)
+                {
+                    ZapStaging(r, offset + copied, length - copied);
+                }
             }
             if (copied == 0)
             {
@@ -380,7 +456,9 @@ internal sealed unsafe partial class FaultEngine
         int refills = 0;
         while (length > 0)
         {
-            var errno = _uffd.Continue(start, length, out long mapped);
+            // A region whose writes are tracked maps pages write-protected: clean until the kernel lifts the protection
+            // at the first write (WP_ASYNC: no fault), which PAGEMAP_SCAN then reports.
+            var errno = _uffd.Continue(start, length, out long mapped, r.TrackWrites);
             if (errno == Errno.None)
             {
                 r.Control.Add(RegionStat.Resolutions, 1);

@@ -60,9 +60,12 @@ internal sealed unsafe partial class FaultEngine : IDisposable
     private int _running;
     private int _released;
 
-    public FaultEngine(Userfaultfd uffd, long spinNanoseconds, int fillThreads, bool active, ILogger logger, TimeSpan? stopTimeout = null)
+    public FaultEngine(Userfaultfd uffd, long spinNanoseconds, int fillThreads, bool active, ILogger logger, TimeSpan? stopTimeout = null,
+        long memoryBudget = 0, int applicationPid = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(fillThreads, 1);
+        _runtimeBudgetBytes = memoryBudget;
+        _applicationPid = applicationPid;
         _uffd = uffd;
         _spinTicks = spinNanoseconds * Stopwatch.Frequency / 1_000_000_000;
         _active = active;
@@ -473,6 +476,8 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             joined &= t.Thread!.Join(left);
         }
         _watchdog.Join(TimeSpan.FromSeconds(1));
+        _evictSignal.Set();
+        joined &= _evictor?.Join(TimeSpan.FromSeconds(Math.Max(1, (double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency))) ?? true;
         if (joined && WaitForAsyncFills(deadline))
         {
             Release();
@@ -516,5 +521,9 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             t.Dispose();
         }
         _stop.Dispose();
+        _app?.Dispose();
+        _evictScratch.Dispose();
+        _commandScratch.Dispose();
+        _evictSignal.Dispose();
     }
 }

@@ -54,6 +54,11 @@ internal sealed unsafe class FillThread : IDisposable
 
     public int PendingCount { get; set; }
 
+    /// <summary>PAGEMAP_SCAN results of a run mapped again in a region whose writes are tracked (a run is at most 64 pages).</summary>
+    public PageCategory[] Categories { get; } = new PageCategory[64];
+
+    public Libc.PageRegion[] ScanRegions { get; } = new Libc.PageRegion[64];
+
     public ServedRegion? LastRegion { get; set; }
 
     public FileDescriptor? PipeRead { get; set; }

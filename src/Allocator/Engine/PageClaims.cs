@@ -8,12 +8,25 @@ namespace Paging.Engine;
 /// read-ahead that finds a page claimed joins the fill in flight — the fill's UFFDIO_CONTINUE/COPY wakes every
 /// thread waiting on its range — so a page is never filled twice at once, and no lock is taken per page.
 /// </summary>
-internal sealed unsafe class PageClaims : IDisposable
+internal sealed class PageClaims(long pages) : PageBits(pages)
+{
+    /// <summary>Claims one page; false when someone else holds it.</summary>
+    public bool TryClaim(long page) => TrySet(page);
+
+    public bool IsClaimed(long page) => IsSet(page);
+
+    /// <summary>Releases pages [first, first+count), a word at a time.</summary>
+    public void Release(long first, long count) => Clear(first, count);
+}
+
+/// <summary>One bit per page in pager-private memory (anonymous, MAP_NORESERVE: committed only where pages are
+/// touched), set and cleared atomically: the claim table, and the eviction clock's "unmapped, not touched since" bits.</summary>
+internal unsafe class PageBits : IDisposable
 {
     private readonly Mapping _mapping;
     private readonly ulong* _bits;
 
-    public PageClaims(long pages)
+    public PageBits(long pages)
     {
         Pages = pages;
         long bytes = Math.Max(4096, (pages + 63) / 64 * 8 + 4095 & ~4095L);
@@ -23,17 +36,17 @@ internal sealed unsafe class PageClaims : IDisposable
 
     public long Pages { get; }
 
-    /// <summary>Claims one page; false when someone else holds it.</summary>
-    public bool TryClaim(long page)
+    /// <summary>Sets one bit; false when it was set already.</summary>
+    public bool TrySet(long page)
     {
         ulong bit = 1UL << (int)(page & 63);
         return (Interlocked.Or(ref _bits[page >> 6], bit) & bit) == 0;
     }
 
-    public bool IsClaimed(long page) => (Volatile.Read(ref _bits[page >> 6]) & (1UL << (int)(page & 63))) != 0;
+    public bool IsSet(long page) => (Volatile.Read(ref _bits[page >> 6]) & (1UL << (int)(page & 63))) != 0;
 
-    /// <summary>Releases pages [first, first+count), a word at a time.</summary>
-    public void Release(long first, long count)
+    /// <summary>Clears bits [first, first+count), a word at a time.</summary>
+    public void Clear(long first, long count)
     {
         long end = first + count;
         while (first < end)

@@ -112,6 +112,15 @@ internal sealed unsafe class PagerSession(PagerChannel channel, int appPid, File
                         Faults.Discard(m.Id, m.First, m.End);
                         break;
                     }
+                case MessageType.Flush:
+                    Faults.Flush(FlushMessage.Read(ref reader).Id);
+                    break;
+                case MessageType.Evict:
+                    {
+                        var m = EvictMessage.Read(ref reader);
+                        Faults.Evict(m.Id, m.First, m.End);
+                        break;
+                    }
                 case MessageType.Arm:
                     _ = ArmMessage.Read(ref reader);
                     if (_activePidfd is not null)
@@ -162,7 +171,8 @@ internal sealed unsafe class PagerSession(PagerChannel channel, int appPid, File
         }
         _uffd = new Userfaultfd(Take(owned, 0, "the userfaultfd"), hello.Features);
         setLogLevel?.Invoke((LogLevel)hello.LogLevel);
-        _faults = new FaultEngine(_uffd, hello.SpinNanoseconds, hello.FillThreads, hello.Role == PagerRole.Active, logger);
+        _faults = new FaultEngine(_uffd, hello.SpinNanoseconds, hello.FillThreads, hello.Role == PagerRole.Active, logger,
+            memoryBudget: hello.MemoryBudget, applicationPid: appPid);
         Log.Serving(logger, Environment.ProcessId, appPid, hello.Role.ToString());
     }
 
@@ -182,7 +192,8 @@ internal sealed unsafe class PagerSession(PagerChannel channel, int appPid, File
                 staging = Mapping.Map((long)m.Length, Protection.ReadWrite, MapFlags.Shared | MapFlags.NoReserve, memfd, 0, "mmap of the staging mapping");
             }
             store = registry.Create(new PageStoreContext(m.Store, (long)m.Length, m.PageSize));
-            faults.Add(new ServedRegion(m.Id, m.Arena, m.Address, m.Length, m.PageSize, control, staging, store, m.Store.Kind, m.Policy, memfd, m.ReadTimeout));
+            faults.Add(new ServedRegion(m.Id, m.Arena, m.Address, m.Length, m.PageSize, control, staging, store, m.Store.Kind, m.Policy, memfd, m.ReadTimeout,
+                m.MemoryBudget, m.TrackWrites));
             Log.RegionAdded(logger, m.Id, m.Arena, m.Length, m.Address, m.Store.ToString());
         }
         catch

@@ -18,8 +18,11 @@ internal sealed unsafe class ServedRegion : IDisposable
 
     public ServedRegion(ulong id, ArenaKind kind, ulong start, ulong length, int pageSize, RegionControlBlock control,
         Mapping? staging, IPageStore store, string storeName, ReadAheadPolicy policy, FileDescriptor? memfd = null,
-        TimeSpan? readTimeout = null)
+        TimeSpan? readTimeout = null, long memoryBudget = 0, bool trackWrites = false)
     {
+        TrackWrites = trackWrites;
+        BudgetPages = memoryBudget / pageSize;
+        Writable = (store.Capabilities & PageStoreCapabilities.Write) != 0;
         Memfd = memfd;
         IsAsync = (store.Capabilities & PageStoreCapabilities.Asynchronous) != 0;
         Policy = policy.ForStore(pageSize, IsAsync);
@@ -36,6 +39,7 @@ internal sealed unsafe class ServedRegion : IDisposable
         Store = store;
         StoreName = storeName;
         Claims = new PageClaims(Pages);
+        Cold = trackWrites ? new PageBits(Pages) : null;
         ReadTimeout = readTimeout ?? TimeSpan.FromSeconds(30);
         SpliceSource = kind == ArenaKind.Shmem && memfd is not null && (store.Capabilities & PageStoreCapabilities.FileSource) != 0 ? store.FileSource : null;
     }
@@ -59,6 +63,26 @@ internal sealed unsafe class ServedRegion : IDisposable
 
     /// <summary>Pages owned by a fill in flight (or a Discard).</summary>
     public PageClaims Claims { get; }
+
+    /// <summary>Pages are mapped write-protected (WP_ASYNC): writes are learnt with PAGEMAP_SCAN, written back, and
+    /// the region's pages can be evicted (shmem arenas).</summary>
+    public bool TrackWrites { get; }
+
+    /// <summary>The region's own memory budget in pages (0: none).</summary>
+    public long BudgetPages { get; }
+
+    /// <summary>The store accepts writes: dirty pages can be written back (otherwise they stay resident).</summary>
+    public bool Writable { get; }
+
+    /// <summary>The eviction clock's bits: set when the clock unmapped a page, so a page still unmapped when the hand
+    /// comes back was not touched in a whole turn (its touch would have mapped it again with a MINOR fault). Null
+    /// for regions whose pages are never evicted.</summary>
+    public PageBits? Cold { get; }
+
+    /// <summary>Where the eviction clock's hand is (the evictor thread's alone).</summary>
+    public long Hand { get; set; }
+
+    public long ResidentPages => Control.Read(RegionStat.ResidentPages);
 
     /// <summary>The store completes reads later: fills are started with ReadAsync and resolved by whichever thread
     /// completes them.</summary>
@@ -134,6 +158,7 @@ internal sealed unsafe class ServedRegion : IDisposable
             Memfd?.Dispose();
             Control.Dispose();
             Claims.Dispose();
+            Cold?.Dispose();
         }
     }
 

@@ -19,6 +19,7 @@ internal enum UffdIoctls : ulong
     Wake = 1 << 0x02,
     Copy = 1 << 0x03,
     ZeroPage = 1 << 0x04,
+    WriteProtect = 1 << 0x06,
     Continue = 1 << 0x07,
     Poison = 1 << 0x08,
 }
@@ -46,6 +47,8 @@ internal static unsafe partial class Libc
     internal const ulong UFFDIO_COPY_MODE_DONTWAKE = 1;
     internal const ulong UFFDIO_ZEROPAGE_MODE_DONTWAKE = 1;
     internal const ulong UFFDIO_CONTINUE_MODE_DONTWAKE = 1;
+    internal const ulong UFFDIO_CONTINUE_MODE_WP = 2;
+    internal const ulong UFFDIO_WRITEPROTECT_MODE_WP = 1, UFFDIO_WRITEPROTECT_MODE_DONTWAKE = 2;
     internal const ulong UFFDIO_POISON_MODE_DONTWAKE = 1;
 
     internal const byte UFFD_EVENT_PAGEFAULT = 0x12;
@@ -68,6 +71,9 @@ internal static unsafe partial class Libc
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct UffdioContinue { public UffdioRange Range; public ulong Mode; public long Mapped; }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct UffdioWriteprotect { public UffdioRange Range; public ulong Mode; }
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct UffdioPoison { public UffdioRange Range; public ulong Mode; public long Updated; }

@@ -117,14 +117,21 @@ internal sealed unsafe class Userfaultfd : IDisposable
 
     /// <summary>UFFDIO_CONTINUE: maps page-cache pages and wakes the threads waiting on the pages mapped.
     /// <paramref name="mapped"/> is the progress in bytes (partial when the call failed part-way).</summary>
-    public Errno Continue(ulong start, ulong length, out long mapped)
+    public Errno Continue(ulong start, ulong length, out long mapped, bool writeProtect = false)
     {
-        var c = new Libc.UffdioContinue { Range = new() { Start = start, Len = length } };
+        var c = new Libc.UffdioContinue { Range = new() { Start = start, Len = length }, Mode = writeProtect ? Libc.UFFDIO_CONTINUE_MODE_WP : 0 };
         int rc = Libc.Ioctl(Handle, Libc.UFFDIO_CONTINUE, &c);
         var errno = rc == 0 ? Errno.None : Libc.LastErrno;
         // A negative out-field is an errno, not a count.
         mapped = rc == 0 ? (long)length : Math.Max(0, c.Mapped);
         return errno;
+    }
+
+    /// <summary>UFFDIO_WRITEPROTECT: protects (or unprotects) [start, start+length) without waking anyone.</summary>
+    public Errno WriteProtect(ulong start, ulong length, bool protect)
+    {
+        var w = new Libc.UffdioWriteprotect { Range = new() { Start = start, Len = length }, Mode = protect ? Libc.UFFDIO_WRITEPROTECT_MODE_WP | Libc.UFFDIO_WRITEPROTECT_MODE_DONTWAKE : Libc.UFFDIO_WRITEPROTECT_MODE_DONTWAKE };
+        return Libc.Ioctl(Handle, Libc.UFFDIO_WRITEPROTECT, &w) == 0 ? Errno.None : Libc.LastErrno;
     }
 
     /// <summary>UFFDIO_COPY of <paramref name="length"/> bytes from <paramref name="source"/>, waking the waiters.</summary>

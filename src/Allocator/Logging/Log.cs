@@ -75,4 +75,13 @@ internal static partial class Log
 
     [LoggerMessage(46, LogLevel.Error, "the fault thread did not stop within {Seconds} s (a store call that does not return?); it releases its buffers and stores itself when it stops")]
     public static partial void FaultThreadStuck(ILogger logger, double seconds);
+
+    [LoggerMessage(60, LogLevel.Warning, "eviction of region {Region} failed: {Reason}")]
+    public static partial void EvictionFailed(ILogger logger, ulong region, string reason);
+
+    [LoggerMessage(61, LogLevel.Error, "writing back {Length} bytes at offset {Offset} of region {Region} failed: {Reason}; the pages stay resident and dirty")]
+    public static partial void WriteBackFailed(ILogger logger, long length, long offset, ulong region, string reason);
+
+    [LoggerMessage(62, LogLevel.Warning, "region {Region}: a dirty scan was in progress when the previous pager stopped; every resident page is treated as dirty")]
+    public static partial void DirtyScanInterrupted(ILogger logger, ulong region);
 }

@@ -13,7 +13,8 @@ namespace Paging.Protocol;
 /// <param name="SpinNanoseconds">How long the fault thread keeps polling after a batch before sleeping (0 = never).</param>
 /// <param name="LogLevel">The pager's minimum log level (Microsoft.Extensions.Logging.LogLevel, 0 Trace … 6 None).</param>
 /// <param name="FillThreads">Fill threads the pager runs (1 … 256).</param>
-internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Features, long SpinNanoseconds, int LogLevel, int FillThreads)
+/// <param name="MemoryBudget">Bytes all regions of the runtime may keep resident together (0: no shared budget).</param>
+internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Features, long SpinNanoseconds, int LogLevel, int FillThreads, long MemoryBudget = 0)
 {
     public const int FdCount = 1;
 
@@ -25,6 +26,7 @@ internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Featur
         w.U64((ulong)SpinNanoseconds);
         w.I32(LogLevel);
         w.U32((uint)FillThreads);
+        w.U64((ulong)MemoryBudget);
         return buffer[..w.Length];
     }
 
@@ -35,7 +37,12 @@ internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Featur
         long spin = (long)r.U64();
         int level = r.I32();
         uint threads = r.U32();
+        ulong budget = r.U64();
         r.End();
+        if (budget > long.MaxValue)
+        {
+            throw new PagerException($"Hello: a memory budget of {budget} bytes is out of range");
+        }
         if (threads is < 1 or > 256)
         {
             throw new PagerException($"Hello: {threads} fill threads is outside 1 … 256");
@@ -52,14 +59,26 @@ internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Featur
         {
             throw new PagerException($"Hello: log level {level} is outside 0 (Trace) … 6 (None)");
         }
-        return new HelloMessage(role, features, spin, level, (int)threads);
+        return new HelloMessage(role, features, spin, level, (int)threads, (long)budget);
     }
 }
 
 /// <summary>AddRegion: a registered range to serve. fds: [control block memfd] for anonymous arenas,
 /// [control block memfd, arena memfd] for shmem and hugetlbfs.</summary>
+/// <param name="Id">The region's id.</param>
+/// <param name="Arena">Its arena kind.</param>
+/// <param name="PageSize">Its page size.</param>
+/// <param name="Address">Its start in the application.</param>
+/// <param name="Length">Its length in bytes.</param>
+/// <param name="Store">The store to build.</param>
+/// <param name="Policy">Read-ahead settings.</param>
+/// <param name="ReadTimeout">The deadline of one store read.</param>
+/// <param name="MemoryBudget">Bytes the region may keep resident (0: none of its own).</param>
+/// <param name="TrackWrites">The range is registered for write-protection (WP_ASYNC): pages are mapped protected, the
+/// pager learns which were written with PAGEMAP_SCAN, writes them back and may evict them.</param>
 internal sealed record AddRegionMessage(
-    ulong Id, ArenaKind Arena, int PageSize, ulong Address, ulong Length, PageStoreDescriptor Store, ReadAheadPolicy Policy, TimeSpan ReadTimeout)
+    ulong Id, ArenaKind Arena, int PageSize, ulong Address, ulong Length, PageStoreDescriptor Store, ReadAheadPolicy Policy, TimeSpan ReadTimeout,
+    long MemoryBudget = 0, bool TrackWrites = false)
 {
     public int FdCount => Arena == ArenaKind.Anonymous ? 1 : 2;
 
@@ -87,6 +106,8 @@ internal sealed record AddRegionMessage(
         w.U64((ulong)Policy.MaxWindowPages);
         w.Bool(Policy.StreamAll);
         w.U64((ulong)ReadTimeout.TotalMilliseconds);
+        w.U64((ulong)MemoryBudget);
+        w.Bool(TrackWrites);
         return buffer[..w.Length];
     }
 
@@ -116,7 +137,13 @@ internal sealed record AddRegionMessage(
         ulong block = r.U64(), window = r.U64();
         bool streamAll = r.Bool();
         ulong timeoutMs = r.U64();
+        ulong budget = r.U64();
+        bool track = r.Bool();
         r.End();
+        if (budget > long.MaxValue)
+        {
+            throw new PagerException($"AddRegion {id}: a memory budget of {budget} bytes is out of range");
+        }
         if (timeoutMs is < 1 or > 24UL * 3600 * 1000)
         {
             throw new PagerException($"AddRegion {id}: a read timeout of {timeoutMs} ms is outside 1 ms … 24 h");
@@ -140,7 +167,7 @@ internal sealed record AddRegionMessage(
         }
         var store = new PageStoreDescriptor(kind, settings, assembly.Length > 0 ? assembly : null, type.Length > 0 ? type : null);
         return new AddRegionMessage(id, arena, (int)pageSize, address, length, store, new ReadAheadPolicy(readAhead, (long)block, (long)window, streamAll),
-            TimeSpan.FromMilliseconds(timeoutMs));
+            TimeSpan.FromMilliseconds(timeoutMs), (long)budget, track);
     }
 }
 
@@ -226,6 +253,49 @@ internal readonly record struct DiscardMessage(ulong Id, long First, long End)
             throw new PagerException($"Discard on region {id}: bad page range [{first}, {end})");
         }
         return new DiscardMessage(id, (long)first, (long)end);
+    }
+}
+
+/// <summary>Flush: write every page written before this request back to the store and make it durable; the reply
+/// comes when it is (or says which write failed). No fds.</summary>
+internal readonly record struct FlushMessage(ulong Id)
+{
+    public ReadOnlySpan<byte> Write(Span<byte> buffer, ulong requestId)
+    {
+        var w = new ProtocolWriter(buffer, MessageType.Flush, requestId);
+        w.U64(Id);
+        return buffer[..w.Length];
+    }
+
+    public static FlushMessage Read(ref ProtocolReader r)
+    {
+        var m = new FlushMessage(r.U64());
+        r.End();
+        return m;
+    }
+}
+
+/// <summary>Evict: write pages [First, End) back if dirty, then drop them (the next touch reads them again). No fds.</summary>
+internal readonly record struct EvictMessage(ulong Id, long First, long End)
+{
+    public ReadOnlySpan<byte> Write(Span<byte> buffer, ulong requestId)
+    {
+        var w = new ProtocolWriter(buffer, MessageType.Evict, requestId);
+        w.U64(Id);
+        w.U64((ulong)First);
+        w.U64((ulong)End);
+        return buffer[..w.Length];
+    }
+
+    public static EvictMessage Read(ref ProtocolReader r)
+    {
+        ulong id = r.U64(), first = r.U64(), end = r.U64();
+        r.End();
+        if (first >= end || end > long.MaxValue)
+        {
+            throw new PagerException($"Evict on region {id}: bad page range [{first}, {end})");
+        }
+        return new EvictMessage(id, (long)first, (long)end);
     }
 }
 

@@ -33,22 +33,48 @@ internal enum RegionStat
     ManagedBytesAllocated = 18,
     /// <summary>UFFDIO_WAKE (or UNREGISTER) calls the kernel refused.</summary>
     FailedWakes = 19,
+    /// <summary>Pages in the page table now (a gauge: filled minus evicted or discarded).</summary>
+    ResidentPages = 20,
+    /// <summary>The most <see cref="ResidentPages"/> ever was.</summary>
+    PeakResidentPages = 21,
+    /// <summary>Pages evicted under the memory budget (or by Evict).</summary>
+    PagesEvicted = 22,
+    /// <summary>Dirty pages written back to the store (by eviction or Flush).</summary>
+    PagesWrittenBack = 23,
+    BytesWritten = 24,
+    /// <summary>Store writes that failed (the pages stay dirty and resident; Flush reports it).</summary>
+    WriteErrors = 25,
+    /// <summary>Pages unmapped by the eviction clock (second-chance: a touch maps them back with a MINOR fault).</summary>
+    PagesUnmapped = 26,
+    /// <summary>Unmapped pages touched again before the clock came back: kept.</summary>
+    SecondChances = 27,
+    /// <summary>Flush calls completed.</summary>
+    Flushes = 28,
     /// <summary>The number of counters (at most 120 fit before the latency histogram).</summary>
-    Count = 20,
+    Count = 29,
 }
 
 /// <summary>
 /// The region's page table and counters, in a memfd the application owns and both processes map. It outlives any
 /// one pager: a pager started after a crash finds which pages were completely filled, so it never maps a page a dead
 /// pager left half-written and never refills (and so overwrites) a page the application may already have written.
-/// Layout: a 4 KiB header (magic, page count, counters, a log2 latency histogram) then one bit per page. The memfd is
+/// Layout: a 4 KiB header (magic, page count, flags, counters, a log2 latency histogram) then three bitmaps of one bit
+/// per page, each 4 KiB aligned: filled, dirty (written and not yet written back: kept here, not in the pager, so a
+/// pager that takes over after a crash still writes those pages back) and pinned (set by the application: never
+/// evicted). The memfd is
 /// sparse, so the page table costs memory only where pages are resident (one 4 KiB bitmap page per 128 MiB of
 /// 4 KiB pages): a 1 TiB reservation reserves 32 MiB of address space and commits nothing until touched.
 /// </summary>
 internal sealed unsafe class RegionControlBlock : IDisposable
 {
-    /// <summary>"PGGCTL01" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
-    private const ulong Magic = 0x31304C5443474750;
+    /// <summary>"PGGCTL02" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
+    private const ulong Magic = 0x32304C5443474750;
+    private const int FlagsOffset = 16;
+
+    /// <summary>Header flag: a pager is between a re-protecting dirty scan and recording its result in the dirty
+    /// bitmap. A pager that takes over and finds it set cannot know which pages that scan saw: it marks every filled
+    /// page dirty (a write-back too many, never a write lost).</summary>
+    internal const long ScanInProgress = 1;
     private const int HeaderBytes = 4096;
     private const int StatsOffset = 64;
     private const int LatencyOffset = 1024;
@@ -56,6 +82,8 @@ internal sealed unsafe class RegionControlBlock : IDisposable
 
     private readonly Mapping _mapping;
     private readonly ulong* _bitmap;
+    private readonly ulong* _dirty;
+    private readonly ulong* _pinned;
     private readonly long* _stats;
     private readonly long* _latency;
 
@@ -66,11 +94,15 @@ internal sealed unsafe class RegionControlBlock : IDisposable
         _stats = (long*)(mapping.Pointer + StatsOffset);
         _latency = (long*)(mapping.Pointer + LatencyOffset);
         _bitmap = (ulong*)(mapping.Pointer + HeaderBytes);
+        _dirty = (ulong*)(mapping.Pointer + HeaderBytes + BitmapBytes(pageCount));
+        _pinned = (ulong*)(mapping.Pointer + HeaderBytes + 2 * BitmapBytes(pageCount));
     }
 
     public long PageCount { get; }
 
-    public static long SizeFor(long pageCount) => HeaderBytes + AlignUp((pageCount + 63) / 64 * 8, 4096);
+    public static long SizeFor(long pageCount) => HeaderBytes + 3 * BitmapBytes(pageCount);
+
+    private static long BitmapBytes(long pageCount) => AlignUp((pageCount + 63) / 64 * 8, 4096);
 
     private static long AlignUp(long value, long alignment) => (value + alignment - 1) & ~(alignment - 1);
 
@@ -128,15 +160,97 @@ internal sealed unsafe class RegionControlBlock : IDisposable
     /// <summary>Marks pages filled. Called after their bytes are completely in place and before they are mapped.</summary>
     public void MarkFilled(long first, long count)
     {
-        long end = first + count;
+        long added = SetBits(_bitmap, first, count);
+        if (added != 0)
+        {
+            long now = Interlocked.Add(ref _stats[(int)RegionStat.ResidentPages], added);
+            long peak = Volatile.Read(ref _stats[(int)RegionStat.PeakResidentPages]);
+            while (now > peak)
+            {
+                long seen = Interlocked.CompareExchange(ref _stats[(int)RegionStat.PeakResidentPages], now, peak);
+                if (seen == peak)
+                {
+                    break;
+                }
+                peak = seen;
+            }
+        }
+    }
+
+    /// <summary>Sets bits [first, first+count) a word at a time; returns how many were clear.</summary>
+    private static long SetBits(ulong* bits, long first, long count)
+    {
+        long end = first + count, changed = 0;
         while (first < end)
         {
             int bit = (int)(first & 63);
             int n = (int)Math.Min(64 - bit, end - first);
             ulong mask = n == 64 ? ulong.MaxValue : ((1UL << n) - 1) << bit;
-            Interlocked.Or(ref _bitmap[first >> 6], mask);
+            ulong old = Interlocked.Or(ref bits[first >> 6], mask);
+            changed += BitOperations.PopCount(~old & mask);
             first += n;
         }
+        return changed;
+    }
+
+    /// <summary>Clears bits [first, first+count) a word at a time; returns how many were set.</summary>
+    private static long ClearBits(ulong* bits, long first, long count)
+    {
+        long end = first + count, changed = 0;
+        while (first < end)
+        {
+            int bit = (int)(first & 63);
+            int n = (int)Math.Min(64 - bit, end - first);
+            ulong mask = n == 64 ? ulong.MaxValue : ((1UL << n) - 1) << bit;
+            ulong old = Interlocked.And(ref bits[first >> 6], ~mask);
+            changed += BitOperations.PopCount(old & mask);
+            first += n;
+        }
+        return changed;
+    }
+
+    private static bool Test(ulong* bits, long page) => (Volatile.Read(ref bits[page >> 6]) & (1UL << (int)(page & 63))) != 0;
+
+    /// <summary>The word of the filled bitmap that holds <paramref name="page"/> (bit page % 64): lets a scan skip 64 empty pages at once.</summary>
+    public ulong FilledWord(long page) => Volatile.Read(ref _bitmap[page >> 6]);
+
+    /// <summary>The word of the dirty bitmap that holds <paramref name="page"/>.</summary>
+    public ulong DirtyWord(long page) => Volatile.Read(ref _dirty[page >> 6]);
+
+    public bool IsDirty(long page) => Test(_dirty, page);
+
+    /// <summary>Records pages as written and not yet written back.</summary>
+    public void MarkDirty(long first, long count) => SetBits(_dirty, first, count);
+
+    /// <summary>Pages written back (or dropped): no longer dirty.</summary>
+    public void ClearDirty(long first, long count) => ClearBits(_dirty, first, count);
+
+    /// <summary>Every filled page becomes dirty (a pager taking over after a crash mid-scan).</summary>
+    public void MarkAllFilledDirty()
+    {
+        long words = (PageCount + 63) / 64;
+        for (long w = 0; w < words; w++)
+        {
+            ulong f = Volatile.Read(ref _bitmap[w]);
+            if (f != 0)
+            {
+                Interlocked.Or(ref _dirty[w], f);
+            }
+        }
+    }
+
+    public bool IsPinned(long page) => Test(_pinned, page);
+
+    /// <summary>Pins (application side): the pager never evicts these pages.</summary>
+    public void Pin(long first, long count) => SetBits(_pinned, first, count);
+
+    public void Unpin(long first, long count) => ClearBits(_pinned, first, count);
+
+    /// <summary>Header flags (<see cref="ScanInProgress"/>).</summary>
+    public long Flags
+    {
+        get => Volatile.Read(ref *(long*)(_mapping.Pointer + FlagsOffset));
+        set => Volatile.Write(ref *(long*)(_mapping.Pointer + FlagsOffset), value);
     }
 
     public void ClearFilled(long page) => ClearFilled(page, 1);
@@ -144,14 +258,10 @@ internal sealed unsafe class RegionControlBlock : IDisposable
     /// <summary>Marks pages not filled (their page-cache pages were dropped): a word at a time, like <see cref="MarkFilled"/>.</summary>
     public void ClearFilled(long first, long count)
     {
-        long end = first + count;
-        while (first < end)
+        long removed = ClearBits(_bitmap, first, count);
+        if (removed != 0)
         {
-            int bit = (int)(first & 63);
-            int n = (int)Math.Min(64 - bit, end - first);
-            ulong mask = n == 64 ? ulong.MaxValue : ((1UL << n) - 1) << bit;
-            Interlocked.And(ref _bitmap[first >> 6], ~mask);
-            first += n;
+            Interlocked.Add(ref _stats[(int)RegionStat.ResidentPages], -removed);
         }
     }
 

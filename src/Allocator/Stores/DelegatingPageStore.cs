@@ -43,6 +43,9 @@ public abstract class DelegatingPageStore : IPageStore
     public virtual void Write(long offset, ReadOnlySpan<byte> source) => Inner.Write(offset, source);
 
     /// <inheritdoc />
+    public virtual void Flush() => Inner.Flush();
+
+    /// <inheritdoc />
     public void Dispose()
     {
         Dispose(true);

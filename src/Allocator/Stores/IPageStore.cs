@@ -101,10 +101,18 @@ public interface IPageStore : IDisposable
         }
     }
 
-    /// <summary>Writes <paramref name="source"/> at <paramref name="offset"/>. Reserved for write-back (the memory
-    /// budget issue): the engine does not call it yet. Throws <see cref="PageStoreException"/>
-    /// (<see cref="PageStoreError.ReadOnly"/> without <see cref="PageStoreCapabilities.Write"/>).</summary>
+    /// <summary>Writes <paramref name="source"/> (whole pages) at <paramref name="offset"/>: write-back of dirty pages,
+    /// from the engine's write-back thread or a Flush, several at once on different ranges. Throws
+    /// <see cref="PageStoreException"/> (<see cref="PageStoreError.ReadOnly"/> without
+    /// <see cref="PageStoreCapabilities.Write"/>); a failed write leaves the pages dirty and resident.</summary>
     void Write(long offset, ReadOnlySpan<byte> source);
+
+    /// <summary>Makes every <see cref="Write"/> that returned durable (a file store: fdatasync). Region.Flush calls it
+    /// after writing the region's dirty pages back. The default does nothing: for a store whose writes are durable when
+    /// they return.</summary>
+    void Flush()
+    {
+    }
 }
 
 /// <summary>Why a store operation failed.</summary>

@@ -88,7 +88,7 @@ internal sealed unsafe class PagerProcess : IDisposable
             }
             var pager = new PagerProcess(process, pidfd, channel, role);
             Span<byte> hello = stackalloc byte[64];
-            var message = new HelloMessage(role, uffd.Features, tunables.SpinNanoseconds, tunables.LogLevel, tunables.FillThreads).Write(hello, 0);
+            var message = new HelloMessage(role, uffd.Features, tunables.SpinNanoseconds, tunables.LogLevel, tunables.FillThreads, tunables.MemoryBudget).Write(hello, 0);
             pager.Request(message, [uffd.Handle.Fd], timeout, "start");
             return pager;
         }
@@ -184,4 +184,5 @@ internal sealed unsafe class PagerProcess : IDisposable
 /// <param name="SpinNanoseconds">How long the fault thread polls after a batch before sleeping.</param>
 /// <param name="LogLevel">The pager's minimum log level (Microsoft.Extensions.Logging.LogLevel as an int).</param>
 /// <param name="FillThreads">Fill threads per pager.</param>
-internal readonly record struct PagerTunables(long SpinNanoseconds, int LogLevel, int FillThreads = 32);
+/// <param name="MemoryBudget">The runtime's shared memory budget in bytes (0: none).</param>
+internal readonly record struct PagerTunables(long SpinNanoseconds, int LogLevel, int FillThreads = 32, long MemoryBudget = 0);

@@ -208,6 +208,30 @@ internal sealed unsafe class PagerSupervisor : IDisposable
         }
     }
 
+    /// <summary>Has the active pager write back every page of the region written so far and make it durable. Waits up
+    /// to <see cref="FlushTimeout"/>: a flush writes as much as the region holds dirty.</summary>
+    public void Flush(ulong id)
+    {
+        lock (_lock)
+        {
+            var active = ActiveLocked();
+            active.Request(new FlushMessage(id).Write(_buffer, active.NextRequestId()), [], FlushTimeout, $"flush of region {id}");
+        }
+    }
+
+    /// <summary>Has the active pager write back and drop pages [first, end).</summary>
+    public void Evict(ulong id, long firstPage, long endPage)
+    {
+        lock (_lock)
+        {
+            var active = ActiveLocked();
+            active.Request(new EvictMessage(id, firstPage, endPage).Write(_buffer, active.NextRequestId()), [], FlushTimeout, $"evict on region {id}");
+        }
+    }
+
+    /// <summary>How long a Flush or Evict may take: 10 minutes is 60 GiB at the 100 MB/s of a slow disk.</summary>
+    internal static readonly TimeSpan FlushTimeout = TimeSpan.FromMinutes(10);
+
     private PagerProcess ActiveLocked()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

@@ -1,0 +1,558 @@
+using System.Diagnostics;
+using Paging.Interop;
+using Paging.Kernel;
+using Paging.Logging;
+using Paging.Protocol;
+
+namespace Paging.Engine;
+
+/// <summary>
+/// Eviction under a memory budget (shmem arenas whose writes are tracked). A CLOCK with second chance that needs no
+/// help from the application: the hand walks the region in 2 MiB windows; a resident page that is mapped is unmapped
+/// (process_madvise(MADV_PAGEOUT) on the application: the page cache stays, so a touch maps it back with a cheap MINOR
+/// fault) and marked cold; a cold page still unmapped when the hand comes back was not touched for a whole turn and is
+/// evicted: claimed (a fault on it now waits), checked again, written back if dirty, punched out of the memfd.
+/// <para>Dirty, without a fault per write: pages are mapped write-protected (UFFDIO_CONTINUE_MODE_WP under
+/// WP_ASYNC), the kernel lifts the protection at the first write, and PAGEMAP_SCAN reports which pages were written.
+/// When reclaim unmaps a protected page it leaves a uffd-wp marker; a written page leaves none. So a cold page is
+/// clean only with the proof — the marker and no Written bit and no bit in the dirty bitmap; anything else is written
+/// back first. A claimed, unmapped page cannot be written (a write must fault, and the fault waits for the claim), so
+/// what is written back is what is punched: no write can race an eviction.</para>
+/// </summary>
+internal sealed unsafe partial class FaultEngine
+{
+    /// <summary>Pages the clock looks at per step: 512 × 4 KiB = 2 MiB, one PAGEMAP_SCAN and one process_madvise.</summary>
+    internal const int ClockWindowPages = 512;
+
+    /// <summary>How long a fill waits for the evictor to make room before it goes over the budget anyway: a budget
+    /// is a target the evictor keeps, never a reason for a fault to hang (a region whose pages are all pinned or
+    /// dirty with a read-only store cannot shrink).</summary>
+    private static readonly long RoomWaitTicks = Stopwatch.Frequency;
+
+    private readonly long _runtimeBudgetBytes;
+    private readonly int _applicationPid;
+    private readonly Lock _trackingLock = new();
+    private readonly AutoResetEvent _evictSignal = new(false);
+    private readonly WriteBackScratch _evictScratch = new();
+    private readonly WriteBackScratch _commandScratch = new();
+    private ApplicationMemory? _app;
+    private Thread? _evictor;
+    private int _regionCursor;
+
+    /// <summary>Opens the application's pagemap and pidfd and starts the evictor, once, for the first region whose
+    /// writes are tracked.</summary>
+    private void EnableTracking()
+    {
+        lock (_trackingLock)
+        {
+            if (_applicationPid <= 0)
+            {
+                throw new PagerException("write tracking needs the application's pid (this engine was built without one)");
+            }
+            _app ??= ApplicationMemory.Open(_applicationPid);
+            if (_evictor is null)
+            {
+                _evictor = new Thread(EvictLoop) { IsBackground = true, Name = "paging-evict" };
+                _evictor.Start();
+            }
+        }
+    }
+
+    private ApplicationMemory App => _app ?? throw new PagerException("write tracking is not enabled in this pager");
+
+    private static long High(long budget) => budget - Math.Max(1, budget / 32);
+
+    private static long Low(long budget) => budget - Math.Max(2, budget / 16);
+
+    private static long TotalResidentBytes(ServedRegion[] regions)
+    {
+        long total = 0;
+        foreach (var r in regions)
+        {
+            total += r.ResidentPages << r.PageShift;
+        }
+        return total;
+    }
+
+    private bool OverBudget(ServedRegion r, long pages)
+    {
+        if (r.BudgetPages > 0 && r.ResidentPages + pages > r.BudgetPages)
+        {
+            return true;
+        }
+        return _runtimeBudgetBytes > 0 && TotalResidentBytes(Volatile.Read(ref _regions)) + (pages << r.PageShift) > _runtimeBudgetBytes;
+    }
+
+    /// <summary>Before a fill of an evictable region: wakes the evictor when the budget is near, and waits (up to
+    /// 1 s) while the fill would go over it. Regions that cannot be evicted never wait.</summary>
+    private void WaitForRoom(ServedRegion r, long pages)
+    {
+        if (!r.TrackWrites || (r.BudgetPages == 0 && _runtimeBudgetBytes == 0))
+        {
+            return;
+        }
+        if (r.BudgetPages > 0 ? r.ResidentPages + pages > High(r.BudgetPages) : TotalResidentBytes(Volatile.Read(ref _regions)) > High(_runtimeBudgetBytes))
+        {
+            _evictSignal.Set();
+        }
+        if (!OverBudget(r, pages))
+        {
+            return;
+        }
+        long deadline = Stopwatch.GetTimestamp() + RoomWaitTicks;
+        while (OverBudget(r, pages) && !_stopping && Stopwatch.GetTimestamp() < deadline)
+        {
+            _evictSignal.Set();
+            // Sleep, not spin: on 2 vCPUs a spinning fill thread takes the CPU the evictor needs.
+            Thread.Sleep(1);
+        }
+    }
+
+    private void EvictLoop()
+    {
+        while (!_stopping)
+        {
+            // Checked 100 times a second even when no fill asks: a budget lowered by other regions' growth (the
+            // runtime's shared budget) is noticed within 10 ms.
+            _evictSignal.WaitOne(10);
+            if (!_active || _stopping)
+            {
+                continue;
+            }
+            try
+            {
+                if (Rebalance(_evictScratch) == 0)
+                {
+                    // Over budget but nothing could go (pages just filled are not on the kernel's LRU yet, so reclaim
+                    // cannot unmap them; pinned or dirty read-only pages): let a millisecond pass, not a busy loop.
+                    Thread.Sleep(1);
+                }
+            }
+#pragma warning disable CA1031 // The evictor must keep running: one failed step is logged and retried.
+            catch (Exception e) when (e is not OutOfMemoryException)
+#pragma warning restore CA1031
+            {
+                Log.EvictionFailed(_logger, 0, e.Message);
+                Thread.Sleep(100);
+            }
+        }
+    }
+
+    /// <summary>Evicts what the budgets ask for; returns the pages evicted (0 also when nothing was over).</summary>
+    private long Rebalance(WriteBackScratch s)
+    {
+        long evicted = 0;
+        var regions = Volatile.Read(ref _regions);
+        foreach (var r in regions)
+        {
+            if (r.Cold is not null && r.BudgetPages > 0 && r.ResidentPages > High(r.BudgetPages) && r.TryEnter())
+            {
+                try
+                {
+                    evicted += EvictFrom(r, r.ResidentPages - Low(r.BudgetPages), s);
+                }
+                finally
+                {
+                    r.Exit();
+                }
+            }
+        }
+        if (_runtimeBudgetBytes <= 0 || regions.Length == 0)
+        {
+            return evicted;
+        }
+        long need = TotalResidentBytes(regions) - Low(_runtimeBudgetBytes);
+        if (TotalResidentBytes(regions) <= High(_runtimeBudgetBytes))
+        {
+            return evicted;
+        }
+        int evictable = regions.Count(r => r.Cold is not null);
+        for (int i = 0; i < regions.Length && need > 0 && evictable > 0; i++)
+        {
+            var r = regions[(int)((uint)Interlocked.Increment(ref _regionCursor) % (uint)regions.Length)];
+            if (r.Cold is null || !r.TryEnter())
+            {
+                continue;
+            }
+            try
+            {
+                long share = Math.Max(1, (need >> r.PageShift) / evictable + 1);
+                long n = EvictFrom(r, share, s);
+                evicted += n;
+                need -= n << r.PageShift;
+            }
+            finally
+            {
+                r.Exit();
+            }
+        }
+        return evicted;
+    }
+
+    /// <summary>Turns the clock of <paramref name="r"/> until <paramref name="want"/> pages are evicted or it has gone
+    /// round twice (once to unmap, once to evict). Returns the pages evicted.</summary>
+    private long EvictFrom(ServedRegion r, long want, WriteBackScratch s)
+    {
+        // Two turns at most: one to unmap, one to evict what stayed untouched.
+        long evicted = 0, visited = 0, limit = 2 * r.Pages + ClockWindowPages;
+        bool drained = false;
+        while (evicted < want && visited < limit && !_stopping)
+        {
+            if (!drained && visited >= r.Pages)
+            {
+                // A whole turn and still short: pages filled last may be waiting in a CPU's LRU batch, where reclaim
+                // cannot unmap them.
+                App.DrainLruBatches((nint)r.Start, r.PageSize);
+                drained = true;
+            }
+            long first = r.Hand, end = Math.Min(r.Pages, first + ClockWindowPages);
+            r.Hand = end >= r.Pages ? 0 : end;
+            visited += end - first;
+            if (AnyFilled(r.Control, first, end))
+            {
+                evicted += SweepWindow(r, first, end, want - evicted, s);
+            }
+        }
+        return evicted;
+    }
+
+    private static bool AnyFilled(RegionControlBlock control, long first, long end)
+    {
+        for (long p = first & ~63L; p < end; p += 64)
+        {
+            if (control.FilledWord(p) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>One step of the clock over [first, end): mapped pages are unmapped and marked cold (a cold page found
+    /// mapped again was touched: its second chance); pages cold and still unmapped are evicted, up to
+    /// <paramref name="want"/>.</summary>
+    private long SweepWindow(ServedRegion r, long first, long end, long want, WriteBackScratch s)
+    {
+        int n = (int)(end - first);
+        var categories = s.Categories.AsSpan(0, n);
+        if (!App.Categories(r.Start + ((ulong)first << r.PageShift), r.PageSize, categories, s.Regions, out var errno))
+        {
+            Log.EvictionFailed(_logger, r.Id, $"PAGEMAP_SCAN failed: {errno}");
+            return 0;
+        }
+        var cold = r.Cold!;
+        var control = r.Control;
+        int victims = 0, unmaps = 0;
+        for (long p = first; p < end; p++)
+        {
+            if (!control.IsFilled(p) || r.Claims.IsClaimed(p) || control.IsPinned(p))
+            {
+                continue;
+            }
+            if ((categories[(int)(p - first)] & PageCategory.Present) != 0)
+            {
+                if (!cold.TrySet(p))
+                {
+                    control.Add(RegionStat.SecondChances, 1);
+                }
+                s.Unmap[unmaps++] = p;
+            }
+            else if (cold.IsSet(p) && victims < want)
+            {
+                s.Victims[victims++] = p;
+            }
+            else
+            {
+                _ = cold.TrySet(p); // unmapped by someone else (reclaim, DAMON): evicted next turn unless touched
+            }
+        }
+        long evicted = 0;
+        if (victims > 0)
+        {
+            int claimed = 0;
+            for (int i = 0; i < victims; i++)
+            {
+                long p = s.Victims[i];
+                if (r.Claims.TryClaim(p))
+                {
+                    if (control.IsFilled(p))
+                    {
+                        s.Victims[claimed++] = p;
+                    }
+                    else
+                    {
+                        r.Claims.Release(p, 1);
+                    }
+                }
+            }
+            evicted = EvictClaimed(r, s, claimed, first, end);
+        }
+        if (unmaps > 0)
+        {
+            PageOut(r, s, unmaps);
+        }
+        return evicted;
+    }
+
+    /// <summary>Unmaps pages s.Unmap[0..count) from the application with one process_madvise(MADV_PAGEOUT).</summary>
+    private void PageOut(ServedRegion r, WriteBackScratch s, int count)
+    {
+        int runs = 0;
+        for (int i = 0; i < count && runs < s.IoVecs.Length;)
+        {
+            long p = s.Unmap[i], q = p + 1;
+            int j = i + 1;
+            while (j < count && s.Unmap[j] == q)
+            {
+                q++;
+                j++;
+            }
+            s.IoVecs[runs++] = new Libc.IoVec { Base = (void*)(r.Start + ((ulong)p << r.PageShift)), Length = (nuint)((q - p) << r.PageShift) };
+            i = j;
+        }
+        if (App.PageOut(s.IoVecs.AsSpan(0, runs), out var errno) < 0)
+        {
+            Log.EvictionFailed(_logger, r.Id, $"process_madvise(MADV_PAGEOUT) failed: {errno}");
+            return;
+        }
+        r.Control.Add(RegionStat.PagesUnmapped, count);
+    }
+
+    /// <summary>Evicts the claimed pages s.Victims[0..count) of the window [first, end): a page found mapped again
+    /// is kept; a dirty one is written back from the staging mapping first (it is unmapped and claimed, so nobody can
+    /// write it meanwhile); then the page is punched out of the memfd. Every claim is released and the window woken
+    /// (faults that arrived on a claimed page wait for that). Returns the pages evicted.</summary>
+    private long EvictClaimed(ServedRegion r, WriteBackScratch s, int count, long first, long end)
+    {
+        if (count == 0)
+        {
+            return 0;
+        }
+        var control = r.Control;
+        long evicted = 0;
+        try
+        {
+            // Read again now that the pages are claimed: between the first scan and the claim a fault may have mapped
+            // one of them again.
+            int n = (int)(end - first);
+            var categories = s.Categories.AsSpan(0, n);
+            if (!App.Categories(r.Start + ((ulong)first << r.PageShift), r.PageSize, categories, s.Regions, out var errno))
+            {
+                Log.EvictionFailed(_logger, r.Id, $"PAGEMAP_SCAN failed: {errno}");
+                return 0;
+            }
+            int i = 0;
+            while (i < count)
+            {
+                // A run of consecutive victims that are all evictable, at most one write-back's worth.
+                long p = s.Victims[i];
+                var c = categories[(int)(p - first)];
+                if ((c & PageCategory.Present) != 0)
+                {
+                    control.Add(RegionStat.SecondChances, 1);
+                    i++;
+                    continue;
+                }
+                bool dirty = IsDirtyUnmapped(control, p, c);
+                if (dirty && !r.Writable)
+                {
+                    i++; // a dirty page of a read-only store stays
+                    continue;
+                }
+                long q = p + 1;
+                int j = i + 1;
+                long maxRun = Math.Max(1, MaxRunBytes >> r.PageShift);
+                while (j < count && s.Victims[j] == q && q - p < maxRun)
+                {
+                    var cq = categories[(int)(q - first)];
+                    bool dq = IsDirtyUnmapped(control, q, cq);
+                    if ((cq & PageCategory.Present) != 0 || (dq && !r.Writable))
+                    {
+                        break;
+                    }
+                    dirty |= dq;
+                    q++;
+                    j++;
+                }
+                if (dirty && !WriteFromMemfd(r, s, p, q - p))
+                {
+                    i = j;
+                    continue;
+                }
+                control.ClearFilled(p, q - p);
+                control.ClearDirty(p, q - p);
+                r.Cold!.Clear(p, q - p);
+                long offset = p << r.PageShift, length = (q - p) << r.PageShift;
+                if (Libc.Fallocate(r.Memfd!, FallocateFlags.PunchHole | FallocateFlags.KeepSize, offset, length) != 0)
+                {
+                    // The pages stay in the page cache, unmapped and not marked filled: the next touch fills them
+                    // again from the store, which holds their bytes (they were clean or just written back).
+                    Log.EvictionFailed(_logger, r.Id, $"fallocate(PUNCH_HOLE) of {length} bytes at {offset} failed: {Libc.LastErrno}");
+                }
+                evicted += q - p;
+                i = j;
+            }
+            control.Add(RegionStat.PagesEvicted, evicted);
+            return evicted;
+        }
+        finally
+        {
+            for (int k = 0; k < count; k++)
+            {
+                r.Claims.Release(s.Victims[k], 1);
+            }
+            Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)(end - first) << r.PageShift);
+        }
+    }
+
+    /// <summary>Whether an unmapped page must be written back: clean only with the proof (a uffd-wp marker, no
+    /// Written bit, no dirty bit); an empty PTE may have been written before it was unmapped.</summary>
+    private static bool IsDirtyUnmapped(RegionControlBlock control, long page, PageCategory c) =>
+        (c & PageCategory.Written) != 0 || (c & PageCategory.Swapped) == 0 || control.IsDirty(page);
+
+    /// <summary>Writes pages [page, page+count) to the store (the pages are claimed and unmapped from the application,
+    /// so they cannot change meanwhile). The bytes are read from the memfd with pread(2) into the scratch buffer, not
+    /// through the staging mapping: touching the staging mapping would map the page and, by fault-around, up to 15
+    /// neighbours into the pager, and reclaim never unmaps a page mapped twice — those neighbours could no longer be
+    /// evicted. False when the store failed (logged, counted).</summary>
+    private bool WriteFromMemfd(ServedRegion r, WriteBackScratch s, long page, long count)
+    {
+        long offset = page << r.PageShift;
+        int length = checked((int)(count << r.PageShift));
+        try
+        {
+            long done = 0;
+            while (done < length)
+            {
+                nint n = Libc.Pread(r.Memfd!, s.Snapshot + done, (nuint)(length - done), offset + done);
+                if (n <= 0)
+                {
+                    if (n < 0 && Libc.LastErrno == Errno.EINTR)
+                    {
+                        continue;
+                    }
+                    throw Libc.Error($"pread of {length} bytes at {offset} from the memfd of region {r.Id}");
+                }
+                done += n;
+            }
+            r.Store.Write(offset, new ReadOnlySpan<byte>(s.Snapshot, length));
+        }
+#pragma warning disable CA1031 // A failing store is reported through the counters and the log; the pages stay.
+        catch (Exception e) when (e is not OutOfMemoryException)
+#pragma warning restore CA1031
+        {
+            r.Control.Add(RegionStat.WriteErrors, 1);
+            Log.WriteBackFailed(_logger, length, offset, r.Id, e.Message);
+            return false;
+        }
+        r.Control.Add(RegionStat.PagesWrittenBack, count);
+        r.Control.Add(RegionStat.BytesWritten, length);
+        return true;
+    }
+
+    /// <summary>Drops the pager's own page tables over [offset, offset+length) of the staging mapping, widened to the
+    /// kernel's 64 KiB fault-around window (fault_around_bytes): a page mapped in the pager too is one reclaim will
+    /// not unmap from the application, so it could never be evicted. MADV_DONTNEED on a shared mapping keeps the
+    /// page cache.</summary>
+    private static void ZapStaging(ServedRegion r, long offset, long length)
+    {
+        const long window = 64 * 1024;
+        long start = offset & ~(window - 1), end = Math.Min((long)r.Length, (offset + length + window - 1) & ~(window - 1));
+        _ = Libc.Madvise((nint)(r.Staging!.Pointer + start), (nuint)(end - start), Advice.DontNeed);
+    }
+
+    /// <summary>Application hint: writes [first, end) back where dirty and drops it. Pages pinned or still mapped
+    /// after the unmap (the kernel may skip a page it cannot take) stay.</summary>
+    public void Evict(ulong id, long first, long end)
+    {
+        var r = FindById(id) ?? throw new PagerException($"no region {id}");
+        if (r.Cold is null)
+        {
+            throw new PagerException($"region {id} does not track writes, so it cannot evict safely: create it with RegionOptions.WriteBack or a MemoryBudget (or use Discard, which drops writes)");
+        }
+        if (end > r.Pages || first >= end)
+        {
+            throw new PagerException($"evict of pages [{first}, {end}) does not fit region {id} ({r.Pages} pages)");
+        }
+        if (!r.TryEnter())
+        {
+            throw new PagerException($"region {id} is being removed");
+        }
+        var s = _commandScratch;
+        try
+        {
+            for (long w = first; w < end; w += ClockWindowPages)
+            {
+                long we = Math.Min(end, w + ClockWindowPages);
+                int count = ClaimFilled(r, w, we, s, pinnedToo: false);
+                int unmaps = 0;
+                for (int i = 0; i < count; i++)
+                {
+                    s.Unmap[unmaps++] = s.Victims[i];
+                }
+                if (unmaps > 0)
+                {
+                    PageOut(r, s, unmaps);
+                }
+                _ = EvictClaimed(r, s, count, w, we);
+            }
+        }
+        finally
+        {
+            r.Exit();
+        }
+    }
+
+    /// <summary>Claims every filled page of [first, end) (waiting for fills and evictions in flight on them, up to the
+    /// read deadline) into s.Victims; returns how many.</summary>
+    private static int ClaimFilled(ServedRegion r, long first, long end, WriteBackScratch s, bool pinnedToo)
+    {
+        int count = 0;
+        long deadline = Environment.TickCount64 + (long)(r.ReadTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds;
+        var spin = new SpinWait();
+        for (long p = first; p < end; p++)
+        {
+            if (!r.Control.IsFilled(p) || (!pinnedToo && r.Control.IsPinned(p)))
+            {
+                continue;
+            }
+            while (!r.Claims.TryClaim(p))
+            {
+                if (Environment.TickCount64 > deadline)
+                {
+                    for (int i = 0; i < count; i++)
+                    {
+                        r.Claims.Release(s.Victims[i], 1);
+                    }
+                    throw new PagerException($"page {p} of region {r.Id} stayed in flight past the read deadline");
+                }
+                spin.SpinOnce(sleep1Threshold: 20);
+            }
+            if (r.Control.IsFilled(p))
+            {
+                s.Victims[count++] = p;
+            }
+            else
+            {
+                r.Claims.Release(p, 1);
+            }
+        }
+        return count;
+    }
+}
+
+/// <summary>Scratch space of one eviction or write-back thread (the evictor's, the control thread's): nothing is
+/// allocated per step.</summary>
+internal sealed unsafe class WriteBackScratch : IDisposable
+{
+    public PageCategory[] Categories { get; } = new PageCategory[FaultEngine.ClockWindowPages];
+    public Libc.PageRegion[] Regions { get; } = new Libc.PageRegion[ApplicationMemory.ScanCapacity];
+    public Libc.IoVec[] IoVecs { get; } = new Libc.IoVec[ApplicationMemory.MaxIoVecs];
+    public long[] Victims { get; } = new long[FaultEngine.ClockWindowPages];
+    public long[] Unmap { get; } = new long[FaultEngine.ClockWindowPages];
+
+    /// <summary>A run's snapshot for write-back: 256 KiB, 4 KiB aligned (PageCopy's aligned stores).</summary>
+    public byte* Snapshot { get; } = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(FaultEngine.MaxRunBytes, 4096);
+
+    public void Dispose() => System.Runtime.InteropServices.NativeMemory.AlignedFree(Snapshot);
+}

@@ -1,0 +1,342 @@
+using Paging.Interop;
+using Paging.Logging;
+using Paging.Protocol;
+using Paging.Simd;
+using Paging.Stores;
+
+namespace Paging.Engine;
+
+/// <summary>
+/// Flush: every page written before the request goes back to the store, then the store makes it durable. One
+/// PAGEMAP_SCAN per run of resident pages reports the written pages and write-protects them again in the same walk;
+/// they join the dirty bitmap (shared memory: a pager that takes over still knows them). Each dirty run is then
+/// claimed, copied into a snapshot with <see cref="PageCopy"/> and checked: a page written during the copy is copied
+/// again (a write after the check is seen by the next scan), so what reaches the store is a page as it was at one
+/// instant — never half of one write. A run that fails to write stays dirty and the Flush reports it.
+/// </summary>
+internal sealed unsafe partial class FaultEngine
+{
+    /// <summary>Copies of a run while the application keeps writing it: after 4 the last copy is written anyway (it
+    /// holds every write made before the Flush began) and the pages stay dirty for the next write-back.</summary>
+    private const int SnapshotAttempts = 4;
+
+    /// <summary>Writes back every page of region <paramref name="id"/> written before the call and flushes the store.
+    /// Throws <see cref="PageStoreException"/> naming the first failure when any page could not be written.</summary>
+    public void Flush(ulong id)
+    {
+        var r = FindById(id) ?? throw new PagerException($"no region {id}");
+        if (!r.TrackWrites)
+        {
+            throw new PagerException($"region {id} does not track writes: create it with RegionOptions.WriteBack = true (or a MemoryBudget) to flush it");
+        }
+        if (!r.TryEnter())
+        {
+            throw new PagerException($"region {id} is being removed");
+        }
+        var s = _commandScratch;
+        var control = r.Control;
+        try
+        {
+            control.Flags |= RegionControlBlock.ScanInProgress;
+            CollectDirty(r, s);
+            if (!r.Writable && AnyDirty(control))
+            {
+                throw new PageStoreException(PageStoreError.ReadOnly, $"region {id} has written pages but its store ({r.StoreName}) is read-only: nothing can be flushed");
+            }
+            long failed = 0;
+            string? firstError = null;
+            WriteBackDirty(r, s, ref failed, ref firstError);
+            control.Flags &= ~RegionControlBlock.ScanInProgress;
+            if (failed > 0)
+            {
+                throw new PageStoreException(PageStoreError.Io, $"{failed} dirty pages of region {id} could not be written back (they stay resident and dirty): {firstError}");
+            }
+            r.Store.Flush();
+            control.Add(RegionStat.Flushes, 1);
+        }
+        finally
+        {
+            r.Exit();
+        }
+    }
+
+    private static bool AnyDirty(RegionControlBlock control)
+    {
+        for (long p = 0; p < control.PageCount; p += 64)
+        {
+            if (control.DirtyWord(p) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>PAGEMAP_SCAN with re-protection over the runs of resident pages (gaps under 64 pages are scanned
+    /// through: one call instead of many; empty PTEs there report Written and are ignored). Written resident pages
+    /// join the dirty bitmap.</summary>
+    private void CollectDirty(ServedRegion r, WriteBackScratch s)
+    {
+        var control = r.Control;
+        long p = 0;
+        while (p < r.Pages)
+        {
+            if (control.FilledWord(p) == 0)
+            {
+                p = (p | 63) + 1;
+                continue;
+            }
+            if (!control.IsFilled(p))
+            {
+                p++;
+                continue;
+            }
+            long q = p + 1, lastFilled = p;
+            while (q < r.Pages && q - lastFilled <= 64)
+            {
+                if (control.IsFilled(q))
+                {
+                    lastFilled = q;
+                }
+                q++;
+            }
+            ScanWritten(r, s, p, lastFilled + 1);
+            p = lastFilled + 1;
+        }
+    }
+
+    /// <summary>Scans [first, end) for written pages, re-protecting them, and marks the resident ones dirty.</summary>
+    private void ScanWritten(ServedRegion r, WriteBackScratch s, long first, long end)
+    {
+        var app = App;
+        ulong at = r.Start + ((ulong)first << r.PageShift), stop = r.Start + ((ulong)end << r.PageShift);
+        while (at < stop)
+        {
+            int n = app.Scan(at, stop, reprotect: true, PageCategory.Written, PageCategory.None, s.Regions, out ulong walkEnd, out var errno);
+            if (n < 0)
+            {
+                throw Libc.Error(errno, $"PAGEMAP_SCAN of region {r.Id}", "the pager lost access to the application's pagemap");
+            }
+            for (int i = 0; i < n; i++)
+            {
+                long a = (long)((s.Regions[i].Start - r.Start) >> r.PageShift), b = (long)((s.Regions[i].End - r.Start) >> r.PageShift);
+                for (long page = a; page < b; page++)
+                {
+                    if (r.Control.IsFilled(page))
+                    {
+                        r.Control.MarkDirty(page, 1);
+                    }
+                }
+            }
+            if (walkEnd <= at)
+            {
+                throw new PagerException($"PAGEMAP_SCAN of region {r.Id} made no progress at 0x{at:x}");
+            }
+            at = walkEnd;
+        }
+    }
+
+    /// <summary>Writes every dirty run back (claimed, snapshotted, checked), clearing its dirty bits.</summary>
+    private void WriteBackDirty(ServedRegion r, WriteBackScratch s, ref long failed, ref string? firstError)
+    {
+        var control = r.Control;
+        long maxRun = Math.Max(1, MaxRunBytes >> r.PageShift);
+        long p = 0;
+        while (p < r.Pages)
+        {
+            if (control.DirtyWord(p) == 0)
+            {
+                p = (p | 63) + 1;
+                continue;
+            }
+            if (!control.IsDirty(p))
+            {
+                p++;
+                continue;
+            }
+            long q = p + 1;
+            while (q < r.Pages && q - p < maxRun && control.IsDirty(q))
+            {
+                q++;
+            }
+            WriteBackRun(r, s, p, q, ref failed, ref firstError);
+            p = q;
+        }
+    }
+
+    private void WriteBackRun(ServedRegion r, WriteBackScratch s, long first, long end, ref long failed, ref string? firstError)
+    {
+        var control = r.Control;
+        int count = ClaimFilled(r, first, end, s, pinnedToo: true);
+        try
+        {
+            // Pages no longer resident were written back by their eviction (which clears their bits) or discarded.
+            for (long p = first; p < end; p++)
+            {
+                if (!control.IsFilled(p))
+                {
+                    control.ClearDirty(p, 1);
+                }
+            }
+            int i = 0;
+            while (i < count)
+            {
+                long p = s.Victims[i], q = p + 1;
+                int j = i + 1;
+                while (j < count && s.Victims[j] == q)
+                {
+                    q++;
+                    j++;
+                }
+                WriteSnapshot(r, s, p, q, ref failed, ref firstError);
+                i = j;
+            }
+        }
+        finally
+        {
+            for (int k = 0; k < count; k++)
+            {
+                r.Claims.Release(s.Victims[k], 1);
+            }
+            Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)(end - first) << r.PageShift);
+        }
+    }
+
+    /// <summary>Copies [first, end) into the snapshot, re-copies pages written meanwhile, writes the snapshot.</summary>
+    private void WriteSnapshot(ServedRegion r, WriteBackScratch s, long first, long end, ref long failed, ref string? firstError)
+    {
+        long offset = first << r.PageShift;
+        int length = checked((int)((end - first) << r.PageShift));
+        var copy = PageCopy.Best;
+        PageCopy.Copy(s.Snapshot, r.Staging!.Pointer + offset, (nuint)length, nonTemporal: false, copy);
+        // The Victims array holds this run's claimed pages; the check uses the Unmap array for its results.
+        int rewritten = 0;
+        for (int attempt = 1; attempt < SnapshotAttempts; attempt++)
+        {
+            rewritten = ScanWrittenInto(r, s, first, end);
+            if (rewritten == 0)
+            {
+                break;
+            }
+            for (int k = 0; k < rewritten; k++)
+            {
+                long page = s.Unmap[k];
+                long o = (page - first) << r.PageShift;
+                PageCopy.Copy(s.Snapshot + o, r.Staging.Pointer + offset + o, (nuint)r.PageSize, nonTemporal: false, copy);
+            }
+        }
+        bool stable = true;
+        if (rewritten > 0)
+        {
+            // Written during every copy: take the pages out of the application's page tables (they are claimed, so a
+            // write now faults and waits for this write-back), then copy once more — a copy nobody can race. The
+            // copies mapped them into the pager too, and reclaim leaves a page mapped twice alone: drop that first.
+            ZapStaging(r, offset, length);
+            stable = Quiesce(r, s, first, rewritten);
+            if (stable)
+            {
+                for (int k = 0; k < rewritten; k++)
+                {
+                    long o = (s.Unmap[k] - first) << r.PageShift;
+                    PageCopy.Copy(s.Snapshot + o, r.Staging.Pointer + offset + o, (nuint)r.PageSize, nonTemporal: false, copy);
+                }
+                // Their PTEs are empty now, which reads as "written": protect them (a uffd-wp marker) so the next
+                // scan sees them clean unless they are written again.
+                for (int k = 0; k < rewritten; k++)
+                {
+                    _ = _uffd.WriteProtect(r.Start + ((ulong)s.Unmap[k] << r.PageShift), (ulong)r.PageSize, protect: true);
+                }
+                rewritten = 0;
+            }
+        }
+        try
+        {
+            r.Store.Write(offset, new ReadOnlySpan<byte>(s.Snapshot, length));
+        }
+#pragma warning disable CA1031 // Reported to the caller of Flush through failed/firstError; the pages stay dirty.
+        catch (Exception e) when (e is not OutOfMemoryException)
+#pragma warning restore CA1031
+        {
+            ZapStaging(r, offset, length);
+            r.Control.Add(RegionStat.WriteErrors, 1);
+            Log.WriteBackFailed(_logger, length, offset, r.Id, e.Message);
+            failed += end - first;
+            firstError ??= e.Message;
+            return;
+        }
+        ZapStaging(r, offset, length);
+        r.Control.ClearDirty(first, end - first);
+        if (!stable)
+        {
+            // The kernel would not unmap them (a page it cannot take right now): the last copy holds every write made
+            // before the Flush and may mix in later ones; the pages stay dirty, so the next write-back sends them whole.
+            rewritten = ScanWrittenInto(r, s, first, end);
+            for (int k = 0; k < rewritten; k++)
+            {
+                r.Control.MarkDirty(s.Unmap[k], 1);
+            }
+        }
+        r.Control.Add(RegionStat.PagesWrittenBack, end - first);
+        r.Control.Add(RegionStat.BytesWritten, length);
+    }
+
+    /// <summary>Unmaps the pages s.Unmap[0..count) (claimed by the caller) and checks that none is mapped any more;
+    /// false when the kernel kept one (it skips a page it cannot isolate at that moment).</summary>
+    private bool Quiesce(ServedRegion r, WriteBackScratch s, long first, int count)
+    {
+        var ranges = s.IoVecs.AsSpan(0, Math.Min(count, s.IoVecs.Length));
+        for (int k = 0; k < ranges.Length; k++)
+        {
+            ranges[k] = new Libc.IoVec { Base = (void*)(r.Start + ((ulong)s.Unmap[k] << r.PageShift)), Length = (nuint)r.PageSize };
+        }
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            if (App.PageOut(ranges, out _) < 0)
+            {
+                return false;
+            }
+            bool mapped = false;
+            for (int k = 0; k < count && !mapped; k++)
+            {
+                var one = s.Categories.AsSpan(0, 1);
+                mapped = !App.Categories(r.Start + ((ulong)s.Unmap[k] << r.PageShift), r.PageSize, one, s.Regions, out _) || (one[0] & PageCategory.Present) != 0;
+            }
+            if (!mapped)
+            {
+                return true;
+            }
+            App.DrainLruBatches((nint)r.Start, r.PageSize); // a page filled moments ago is not on the LRU yet
+        }
+        _ = first;
+        return false;
+    }
+
+    /// <summary>Pages of [first, end) written since the last scan (re-protected now), into s.Unmap; returns how many.</summary>
+    private int ScanWrittenInto(ServedRegion r, WriteBackScratch s, long first, long end)
+    {
+        var app = App;
+        ulong at = r.Start + ((ulong)first << r.PageShift), stop = r.Start + ((ulong)end << r.PageShift);
+        int found = 0;
+        while (at < stop)
+        {
+            int n = app.Scan(at, stop, reprotect: true, PageCategory.Written, PageCategory.None, s.Regions, out ulong walkEnd, out var errno);
+            if (n < 0)
+            {
+                throw Libc.Error(errno, $"PAGEMAP_SCAN of region {r.Id}", "the pager lost access to the application's pagemap");
+            }
+            for (int i = 0; i < n; i++)
+            {
+                for (ulong a = s.Regions[i].Start; a < s.Regions[i].End && found < s.Unmap.Length; a += (ulong)r.PageSize)
+                {
+                    s.Unmap[found++] = (long)((a - r.Start) >> r.PageShift);
+                }
+            }
+            if (walkEnd <= at)
+            {
+                break;
+            }
+            at = walkEnd;
+        }
+        return found;
+    }
+}
