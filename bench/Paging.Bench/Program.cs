@@ -12,6 +12,14 @@ internal static unsafe class Program
         {
             return WeightsBench.Run(args[1..]);
         }
+        if (args.Length > 0 && args[0] == "bufferpool")
+        {
+            return BufferPoolBench.Run(args[1..]);
+        }
+        if (args.Length == 8 && args[0] == "bufferpool-mmap-worker")
+        {
+            return BufferPoolBench.MmapWorker(args[1..]);
+        }
         if (args.Length == 3 && args[0] == "latency-proxy")
         {
             return NetworkServers.RunLatencyProxy(int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture), int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture));

@@ -28,26 +28,32 @@ public sealed class FilePageStore : IPageStore
 
         /// <summary>"true" opens the file for write-back (default "false").</summary>
         public const string Writable = "writable";
+
+        /// <summary>"true" opens the file with O_DIRECT (default "false"): reads and write-backs bypass the page cache,
+        /// so the arena's budget is the only memory the file's pages take (a database buffer pool's setup).</summary>
+        public const string Direct = "direct";
     }
 
     private readonly SafeFileHandle _file;
 
     /// <summary>Opens <paramref name="path"/>. Throws <see cref="PageStoreException"/> (Configuration) when it cannot be opened.</summary>
-    public FilePageStore(string path, long fileOffset, bool writable)
+    public FilePageStore(string path, long fileOffset, bool writable, bool direct = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fileOffset);
         Path = path;
         FileOffset = fileOffset;
-        Capabilities = PageStoreCapabilities.FileSource | (writable ? PageStoreCapabilities.Write : 0);
+        // O_DIRECT: no FileSource (splice would go through a bounce buffer anyway); the engine's fill buffers and
+        // write-back snapshots are 4 KiB aligned, as direct I/O needs.
+        Capabilities = (direct ? 0 : PageStoreCapabilities.FileSource) | (writable ? PageStoreCapabilities.Write : 0);
         try
         {
-            _file = System.IO.File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            _file = direct ? DirectIo.Open(path, writable) : System.IO.File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new PageStoreException(PageStoreError.Configuration, $"cannot open '{path}' for {(writable ? "read-write" : "reading")}: {e.Message}", e);
         }
-        FileSource = new FileSlice(_file, fileOffset);
+        FileSource = direct ? null : new FileSlice(_file, fileOffset);
     }
 
     /// <summary>Describes a page-aligned slice of a file starting at <paramref name="offset"/>; pages past
@@ -55,7 +61,7 @@ public sealed class FilePageStore : IPageStore
     /// <exception cref="FileNotFoundException">the file does not exist.</exception>
     /// <exception cref="ArgumentOutOfRangeException">the offset is negative or not a multiple of 4 KiB (hugetlbfs
     /// regions need a multiple of 2 MiB; the pager checks that when it builds the store).</exception>
-    public static PageStoreDescriptor Describe(string path, long offset = 0, bool writable = false)
+    public static PageStoreDescriptor Describe(string path, long offset = 0, bool writable = false, bool direct = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
@@ -73,6 +79,7 @@ public sealed class FilePageStore : IPageStore
             [Settings.Path] = full,
             [Settings.Offset] = offset.ToString(CultureInfo.InvariantCulture),
             [Settings.Writable] = writable ? "true" : "false",
+            [Settings.Direct] = direct ? "true" : "false",
         });
     }
 
@@ -86,7 +93,7 @@ public sealed class FilePageStore : IPageStore
         {
             throw new PageStoreException(PageStoreError.Configuration, $"the file store's offset {offset} is not a multiple of the page size {context.PageSize}");
         }
-        return new FilePageStore(path, offset, context.GetBoolean(Settings.Writable, false));
+        return new FilePageStore(path, offset, context.GetBoolean(Settings.Writable, false), context.GetBoolean(Settings.Direct, false));
     }
 
     /// <summary>The file.</summary>
@@ -96,7 +103,7 @@ public sealed class FilePageStore : IPageStore
     public long FileOffset { get; }
 
     /// <inheritdoc />
-    public FileSlice FileSource { get; }
+    public FileSlice? FileSource { get; }
 
     /// <summary>Bytes of the file from <see cref="FileOffset"/> to its current end.</summary>
     public long Length => Math.Max(0, RandomAccess.GetLength(_file) - FileOffset);

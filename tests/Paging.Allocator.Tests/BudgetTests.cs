@@ -204,6 +204,28 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
     }
 
     [Fact]
+    public void AStoreThatFailsWritesMakesFlushFailAndTheWriteStays()
+    {
+        const long length = 4L << 20;
+        using var file = TestData.CreateFile(length, seed: 59);
+        var settings = new Dictionary<string, string> { ["inner"] = "file", ["path"] = file.Path, ["writable"] = "true", ["fail_writes"] = "true" };
+        var region = _runtime.CreateRegion(new RegionOptions
+        {
+            Length = length, WriteBack = true,
+            Store = PageStoreDescriptor.Custom(typeof(FaultInjectingPageStore).Assembly.Location, typeof(FaultInjectingPageStore).FullName!, settings),
+        });
+        ((ulong*)region.Pointer)[1000] = 0xFEED;
+        var e = Assert.Throws<PagerException>(region.Flush);
+        Assert.Contains("could not be written back", e.Message, StringComparison.Ordinal);
+        Assert.Contains("injected Io failure", e.Message, StringComparison.Ordinal);
+        Assert.True(region.Statistics.WriteErrors > 0);
+        Assert.Equal(0xFEEDUL, ((ulong*)region.Pointer)[1000]); // still in memory, still dirty
+        Assert.Throws<PagerException>(region.Flush);            // and a later Flush still reports it
+        region.Dispose();                                      // logs the lost write; must not throw or hang
+        Assert.Equal(TestData.WordAt(8000, file.Seed), MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path))[1000]);
+    }
+
+    [Fact]
     public void BudgetAndWriteBackAreRefusedWhereTheyCannotWork()
     {
         var anon = Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions { Arena = ArenaKind.Anonymous, Length = 8 << 20, MemoryBudget = 4 << 20 }));
@@ -212,5 +234,104 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
         using var plain = _runtime.CreateRegion(new RegionOptions { Length = 1 << 20 });
         Assert.Throws<InvalidOperationException>(plain.Flush);
         Assert.Throws<InvalidOperationException>(() => plain.Evict(0, 4096));
+    }
+}
+
+/// <summary>Durability across crashes: the application killed with SIGKILL after a Flush, the pager killed while it
+/// writes back. Every flushed write must be in the file; no word may hold bytes no write produced.</summary>
+[Collection("runtime")]
+public sealed unsafe class WriteBackCrashTests(RuntimeFixture fixture)
+{
+    [Fact]
+    public void AMillionWritesFlushedSurviveTheApplicationKilledWithSigkill()
+    {
+        const long length = 16L << 20, budget = 12L << 20;
+        const long writes = 1_000_000;
+        const ulong seed = 0x1234_5678_9ABC_DEF1;
+        using var file = TestData.CreateFile(length, seed: 61);
+        string child = Path.Combine(AppContext.BaseDirectory, "Paging.CrashChild.dll");
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in new[] { "exec", child, file.Path, budget.ToString(System.Globalization.CultureInfo.InvariantCulture), writes.ToString(System.Globalization.CultureInfo.InvariantCulture), seed.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var process = System.Diagnostics.Process.Start(psi)!;
+        string? line = null;
+        Run.Within(TimeSpan.FromSeconds(300), () => line = process.StandardOutput.ReadLine(), "the child's million writes and Flush");
+        Assert.True(line is not null && line.StartsWith("FLUSHED", StringComparison.Ordinal), $"the child said '{line}' (exit {(process.HasExited ? process.ExitCode : -1)})");
+        Thread.Sleep(300); // it keeps writing, unflushed, and evicting
+        process.Kill();
+        Assert.True(process.WaitForExit(30_000));
+        // The flushed state: the last of the first million writes to each word.
+        long pages = length / 4096;
+        var expected = new Dictionary<long, ulong>();
+        ulong rng = seed;
+        for (long i = 0; i < writes; i++)
+        {
+            var (page, slot) = Paging.CrashChild.CrashWrites.Next(ref rng, pages);
+            expected[page * 512 + slot] = Paging.CrashChild.CrashWrites.Value(i, page, slot);
+        }
+        var onDisk = MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path));
+        for (long w = 0; w < onDisk.Length; w++)
+        {
+            ulong got = onDisk[(int)w];
+            long page = w / 512;
+            int slot = (int)(w % 512);
+            bool original = got == TestData.WordAt(w * 8, file.Seed);
+            bool written = !original && (got >> 24) > 0 && (got & 0xFFFFFF) == Paging.CrashChild.CrashWrites.Check((long)(got >> 24) - 1, page, slot);
+            Assert.True(original || written, $"word {w} (page {page}) holds {got:x}: neither the file's byte nor any write's");
+            if (expected.TryGetValue(w, out ulong flushed))
+            {
+                Assert.True(written && got >= flushed, $"word {w} (page {page}): flushed {flushed:x}, the file has {got:x}");
+            }
+        }
+        // Reopened: the region reads what the file holds.
+        using var region = fixture.Runtime.CreateRegion(new RegionOptions { Length = length, Store = PageStoreDescriptor.File(file.Path) });
+        Assert.True(region.AsSpan(0, (int)length).SequenceEqual(MemoryMarshal.AsBytes(onDisk)), "the reopened region differs from the file");
+    }
+
+    [Fact]
+    public void APagerKilledDuringWriteBackLosesNothingFlushed()
+    {
+        using var runtime = PagingRuntime.Start(); // its own: this test kills pagers
+        const long length = 16L << 20;
+        using var file = TestData.CreateFile(length, seed: 67);
+        var region = runtime.CreateRegion(new RegionOptions
+        {
+            Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), MemoryBudget = 8L << 20, Prefetch = PrefetchOptions.None,
+        });
+        ulong* words = (ulong*)region.Pointer;
+        var expected = new ulong[length / 8];
+        for (long w = 0; w < expected.Length; w++)
+        {
+            expected[w] = TestData.WordAt(w * 8, file.Seed);
+        }
+        var rng = new Random(5);
+        Run.Within(TimeSpan.FromSeconds(240), () =>
+        {
+            for (int round = 0; round < 3; round++)
+            {
+                for (int i = 0; i < 20_000; i++)
+                {
+                    long w = rng.NextInt64(expected.Length);
+                    ulong v = ((ulong)round << 60) | (ulong)i << 8 | 0x5A;
+                    words[w] = v;
+                    expected[w] = v;
+                }
+                // Kill the pager while a Flush (or the evictor) writes back; the Flush may fail with it.
+                var flush = Task.Run(() => { try { region.Flush(); } catch (PagerException) { } });
+                Thread.Sleep(5 + round * 10);
+                runtime.KillActivePager();
+                flush.Wait();
+                region.Flush(); // the standby took over: this one must succeed and cover everything
+            }
+        }, "writes, flushes and pager kills");
+        Assert.True(runtime.PagerRestarts >= 3, $"only {runtime.PagerRestarts} restarts");
+        region.Dispose();
+        var onDisk = MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path));
+        for (long w = 0; w < expected.Length; w++)
+        {
+            Assert.True(onDisk[(int)w] == expected[w], $"word {w} (page {w / 512}): the file has {onDisk[(int)w]:x}, {expected[w]:x} was flushed");
+        }
     }
 }

@@ -22,18 +22,35 @@ public sealed class ProtocolTests
     [Fact]
     public void HelloRoundTrips()
     {
-        var m = new HelloMessage(PagerRole.Standby, UffdFeatures.MinorShmem | UffdFeatures.Poison, 60_000, 3, 8);
+        var m = new HelloMessage(PagerRole.Standby, UffdFeatures.MinorShmem | UffdFeatures.Poison, 60_000, 3, 8, 64L << 20);
         var bytes = m.Write(s_buffer, 7).ToArray();
-        Assert.Equal(PagerProtocol.HeaderSize + 28, bytes.Length);
+        Assert.Equal(PagerProtocol.HeaderSize + 36, bytes.Length);
         var r = ReaderOf(bytes, MessageType.Hello, 7);
         Assert.Equal(m, HelloMessage.Read(ref r));
+    }
+
+    [Fact]
+    public void FlushAndEvictRoundTripAndEvictRefusesAnEmptyRange()
+    {
+        var flush = new FlushMessage(9);
+        var r = ReaderOf(flush.Write(s_buffer, 3).ToArray(), MessageType.Flush, 3);
+        Assert.Equal(flush, FlushMessage.Read(ref r));
+        var evict = new EvictMessage(9, 16, 32);
+        r = ReaderOf(evict.Write(s_buffer, 4).ToArray(), MessageType.Evict, 4);
+        Assert.Equal(evict, EvictMessage.Read(ref r));
+        var empty = new EvictMessage(9, 32, 32).Write(s_buffer, 5).ToArray();
+        Assert.Throws<PagerException>(() =>
+        {
+            var rr = new ProtocolReader(empty);
+            EvictMessage.Read(ref rr);
+        });
     }
 
     [Fact]
     public void AddRegionRoundTripsWithItsStoreAndPolicy()
     {
         var store = new PageStoreDescriptor("file", new Dictionary<string, string> { ["path"] = "/data/é.bin", ["offset"] = "4096" });
-        var m = new AddRegionMessage(42, ArenaKind.Shmem, 4096, 0x7f00_0000_0000, 1UL << 40, store, new ReadAheadPolicy(true, 16, 1024, false), TimeSpan.FromSeconds(30));
+        var m = new AddRegionMessage(42, ArenaKind.Shmem, 4096, 0x7f00_0000_0000, 1UL << 40, store, new ReadAheadPolicy(true, 16, 1024, false), TimeSpan.FromSeconds(30), 256L << 20, TrackWrites: true);
         var r = ReaderOf(m.Write(s_buffer, 9), MessageType.AddRegion, 9);
         var back = AddRegionMessage.Read(ref r);
         Assert.Equal((m.Id, m.Arena, m.PageSize, m.Address, m.Length, m.Policy), (back.Id, back.Arena, back.PageSize, back.Address, back.Length, back.Policy));

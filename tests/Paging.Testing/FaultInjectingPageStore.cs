@@ -6,7 +6,8 @@ namespace Paging.Testing;
 /// fail), <c>fail_times</c> (how many times, -1 = always; default -1), <c>error</c> (Io, Corrupt...),
 /// <c>async</c> ("true": reads complete later, on the thread pool), <c>delay_us</c> (every read takes this long),
 /// <c>jitter_us</c> (plus a random part: completions come out of order), <c>stall_offset</c> (reads touching this
-/// offset never complete: async ones until cancelled, synchronous ones for 60 s). Also usable directly.
+/// offset never complete: async ones until cancelled, synchronous ones for 60 s), <c>fail_writes</c> ("true": every
+/// Write fails with Io, as a full or dead disk). Also usable directly.
 /// </summary>
 public sealed class FaultInjectingPageStore : DelegatingPageStore
 {
@@ -29,6 +30,19 @@ public sealed class FaultInjectingPageStore : DelegatingPageStore
             (int)context.GetInt64("jitter_us", 0, min: 0, max: 60_000_000),
             context.GetInt64("stall_offset", -1))
     {
+        FailWrites = context.GetBoolean("fail_writes", false);
+    }
+
+    /// <summary>Every <see cref="Write"/> throws (Io).</summary>
+    public bool FailWrites { get; init; }
+
+    public override void Write(long offset, ReadOnlySpan<byte> source)
+    {
+        if (FailWrites)
+        {
+            throw new PageStoreException(PageStoreError.Io, $"injected Io failure writing {source.Length} bytes at offset {offset}");
+        }
+        base.Write(offset, source);
     }
 
     public FaultInjectingPageStore(IPageStore inner, long failOffset, int failTimes, PageStoreError error,

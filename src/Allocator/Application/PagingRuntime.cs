@@ -184,6 +184,8 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
 
     internal void Flush(Region region) => _supervisor.Flush(region.Id);
 
+    internal void LogDisposeFlushFailed(Region region, Exception e) => Log.DisposeFlushFailed(_logger, region.Id, e.Message);
+
     internal void Evict(Region region, long firstPage, long endPage) => _supervisor.Evict(region.Id, firstPage, endPage);
 
     /// <summary>Kills the active pager with SIGKILL (failure tests). Returns its pid.</summary>

@@ -296,9 +296,24 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     }
 
     /// <summary>Unregisters the range (waking any waiting thread), tells the pagers, and unmaps it — at once, or at
-    /// the last unpin of a view from <see cref="AsMemory"/>.</summary>
+    /// the last unpin of a view from <see cref="AsMemory"/>. A region that tracks writes is flushed first, so
+    /// disposing never drops a write silently; a flush that fails is logged by the runtime (call <see cref="Flush"/>
+    /// before disposing to get the error as an exception).</summary>
     public void Dispose()
     {
+        if (TracksWrites && !IsDisposed)
+        {
+            try
+            {
+                _runtime.Flush(this);
+            }
+#pragma warning disable CA1031 // Dispose must not throw; the failure is logged with what was lost.
+            catch (Exception e) when (e is PagingException or ObjectDisposedException)
+#pragma warning restore CA1031
+            {
+                _runtime.LogDisposeFlushFailed(this, e);
+            }
+        }
         if (Interlocked.Exchange(ref _disposeRequested, 1) == 0)
         {
             ReleaseReference();

@@ -214,8 +214,22 @@ internal sealed unsafe class PagerSupervisor : IDisposable
     {
         lock (_lock)
         {
-            var active = ActiveLocked();
-            active.Request(new FlushMessage(id).Write(_buffer, active.NextRequestId()), [], FlushTimeout, $"flush of region {id}");
+            RetryOnFailoverLocked(active => active.Request(new FlushMessage(id).Write(_buffer, active.NextRequestId()), [], FlushTimeout, $"flush of region {id}"));
+        }
+    }
+
+    /// <summary>Runs an idempotent request on the active pager; when that pager dies under it, runs it once more on its
+    /// successor (the standby, which has every region and the dirty bitmap in shared memory) instead of failing.</summary>
+    private void RetryOnFailoverLocked(Action<PagerProcess> request)
+    {
+        var active = ActiveLocked();
+        try
+        {
+            request(active);
+        }
+        catch (PagerException) when (active.HasExited || active.Process.WaitForExit(2000))
+        {
+            request(ActiveLocked());
         }
     }
 
@@ -224,8 +238,7 @@ internal sealed unsafe class PagerSupervisor : IDisposable
     {
         lock (_lock)
         {
-            var active = ActiveLocked();
-            active.Request(new EvictMessage(id, firstPage, endPage).Write(_buffer, active.NextRequestId()), [], FlushTimeout, $"evict on region {id}");
+            RetryOnFailoverLocked(active => active.Request(new EvictMessage(id, firstPage, endPage).Write(_buffer, active.NextRequestId()), [], FlushTimeout, $"evict on region {id}"));
         }
     }
 

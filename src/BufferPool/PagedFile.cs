@@ -1,0 +1,114 @@
+using Paging.Backends;
+using Paging.Stores;
+
+namespace Paging.BufferPool;
+
+/// <summary>How a <see cref="PagedFile"/> is opened.</summary>
+public sealed class PagedFileOptions
+{
+    /// <summary>Bytes of the file kept in memory (required; at least 4 MiB). Past it the pager evicts cold pages,
+    /// writing dirty ones back first.</summary>
+    public required long MemoryBudget { get; init; }
+
+    /// <summary>Pages the file may grow to (default: its current size). The region reserves this much address space;
+    /// page ids past the file's end read as zeros and are written back like any other page.</summary>
+    public long? CapacityPages { get; init; }
+
+    /// <summary>Read and write the file with O_DIRECT (default true): the budget is then the only memory its pages
+    /// take, as in a database that manages its own cache. False shares the kernel's page cache.</summary>
+    public bool DirectIo { get; init; } = true;
+
+    /// <summary>Writes are written back (default true). False opens the file read-only: written pages then stay
+    /// resident (a dirty page is never dropped) and Flush fails.</summary>
+    public bool Writable { get; init; } = true;
+}
+
+/// <summary>
+/// A database file as one virtual region (vmcache, SIGMOD'23): page id <c>p</c> lives at <c>Address + p × 4096</c>
+/// for as long as the file is open; touching it brings it in, the pager evicts what the budget cannot hold (CLOCK,
+/// second chance) and writes dirty pages back. There is no fix/unfix to pair: a pointer to a page is valid at any
+/// time (an evicted page faults back in on the next touch, a read of it is always the latest write), so readers are
+/// optimistic by construction. What the database still decides: <see cref="Pin"/> pages that must never leave (a
+/// root), <see cref="Flush"/> at commit, its own latches between threads that write the same page.
+/// </summary>
+public sealed unsafe class PagedFile : IDisposable
+{
+    /// <summary>The page size: 4 KiB.</summary>
+    public const int PageSize = 4096;
+
+    private readonly Region _region;
+
+    private PagedFile(Region region, string path)
+    {
+        _region = region;
+        Path = path;
+    }
+
+    /// <summary>Opens <paramref name="path"/> (which must exist) as a region of <see cref="PageSize"/>-byte pages.</summary>
+    /// <exception cref="ArgumentException">a budget under 4 MiB, or a capacity smaller than one page.</exception>
+    /// <exception cref="PagerException">the pager cannot open the file (or O_DIRECT is not supported where it lives).</exception>
+    public static PagedFile Open(PagingRuntime runtime, string path, PagedFileOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(options);
+        long fileLength = new FileInfo(path).Length;
+        long pages = options.CapacityPages ?? Math.Max(1, (fileLength + PageSize - 1) / PageSize);
+        ArgumentOutOfRangeException.ThrowIfLessThan(pages, 1, nameof(options));
+        var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.Shmem,
+            Length = pages * PageSize,
+            Store = PageStoreDescriptor.File(path, writable: options.Writable, direct: options.DirectIo),
+            MemoryBudget = options.MemoryBudget,
+            WriteBack = true,
+            // Page ids are random accesses: read what is touched, nothing around it.
+            Prefetch = PrefetchOptions.None,
+        });
+        return new PagedFile(region, path);
+    }
+
+    /// <summary>The file.</summary>
+    public string Path { get; }
+
+    /// <summary>Page ids are [0, PageCount).</summary>
+    public long PageCount => _region.Length / PageSize;
+
+    /// <summary>The address of page 0; page <c>p</c> is at <c>Address + p × PageSize</c> until <see cref="Dispose"/>.</summary>
+    public nint Address => _region.Address;
+
+    /// <summary>Page <paramref name="pageId"/> as a pointer (no bounds check on the hot path beyond a debug assert).</summary>
+    public byte* PagePointer(long pageId)
+    {
+        System.Diagnostics.Debug.Assert((ulong)pageId < (ulong)PageCount);
+        return (byte*)_region.Address + pageId * PageSize;
+    }
+
+    /// <summary>Page <paramref name="pageId"/> as a span.</summary>
+    public Span<byte> Page(long pageId)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((ulong)pageId, (ulong)PageCount, nameof(pageId));
+        return new Span<byte>(PagePointer(pageId), PageSize);
+    }
+
+    /// <summary>Keeps pages [first, first+count) resident until <see cref="Unpin"/> (never evicted).</summary>
+    public void Pin(long first, long count = 1) => _region.Pin(first * PageSize, count * PageSize);
+
+    /// <summary>Lets eviction take pages [first, first+count) again.</summary>
+    public void Unpin(long first, long count = 1) => _region.Unpin(first * PageSize, count * PageSize);
+
+    /// <summary>Hint: pages [first, first+count) are not needed for a while: written back if dirty, then dropped.</summary>
+    public void Evict(long first, long count = 1) => _region.Evict(first * PageSize, count * PageSize);
+
+    /// <summary>Hint: pages [first, first+count) are needed soon: read in the background.</summary>
+    public void WillNeed(long first, long count = 1) => _region.WillNeed(first * PageSize, count * PageSize);
+
+    /// <summary>Every page written before the call is in the file and durable (fdatasync) when this returns.</summary>
+    public void Flush() => _region.Flush();
+
+    /// <summary>Resident pages, faults, evictions, write-backs.</summary>
+    public RegionStatistics Statistics => _region.Statistics;
+
+    /// <summary>Writes back what is dirty (as <see cref="Region.Dispose"/> does for regions that track writes), then
+    /// unmaps the file. Call <see cref="Flush"/> first to see a write-back error as an exception.</summary>
+    public void Dispose() => _region.Dispose();
+}
