@@ -9,7 +9,7 @@ namespace Paging.Allocator.Tests;
 /// write-back is never lost or torn; a store that refuses writes makes Flush fail; the options that cannot work are
 /// refused with a reason.
 /// </summary>
-[Collection("runtime")]
+[Collection("serial")] // heavy (eviction at full speed, a million writes): alone, so they load no other test
 public sealed unsafe class BudgetTests(RuntimeFixture fixture)
 {
     private readonly PagingRuntime _runtime = fixture.Runtime;
@@ -239,7 +239,7 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
 
 /// <summary>Durability across crashes: the application killed with SIGKILL after a Flush, the pager killed while it
 /// writes back. Every flushed write must be in the file; no word may hold bytes no write produced.</summary>
-[Collection("runtime")]
+[Collection("serial")]
 public sealed unsafe class WriteBackCrashTests(RuntimeFixture fixture)
 {
     [Fact]

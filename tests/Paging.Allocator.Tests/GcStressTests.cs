@@ -14,55 +14,6 @@ public sealed unsafe class GcStressTests
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static ulong ReadWord(byte* p) => *(ulong*)p;
 
-    /// <summary>The same with eviction on: a 16 MiB budget over 64 MiB, so the clock unmaps and punches pages under
-    /// the readers while collections run.</summary>
-    [Fact]
-    public void ReadersCollectionsAndEvictionNeverHang()
-    {
-        int seconds = int.TryParse(Environment.GetEnvironmentVariable("PAGING_SOAK_SECONDS"), out int s) ? s : 20;
-        using var file = TestData.CreateFile(64 << 20, seed: 13);
-        using var runtime = PagingRuntime.Start();
-        using var region = runtime.CreateRegion(new RegionOptions
-        {
-            Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = 16 << 20, Prefetch = PrefetchOptions.None,
-        });
-        long pages = region.Length / 4096;
-        long reads = 0, collections = 0, wrong = 0;
-        var stop = DateTime.UtcNow.AddSeconds(seconds);
-        Run.Within(TimeSpan.FromSeconds(seconds + 60), () =>
-        {
-            var readers = Enumerable.Range(0, 2).Select(t => new Thread(() =>
-            {
-                var rng = new Random(t);
-                while (DateTime.UtcNow < stop)
-                {
-                    long off = rng.NextInt64(pages) * 4096 + rng.Next(512) * 8;
-                    if (ReadWord(region.Pointer + off) != TestData.WordAt(off, file.Seed))
-                    {
-                        Interlocked.Increment(ref wrong);
-                    }
-                    Interlocked.Increment(ref reads);
-                }
-            }) { Name = $"reader {t}" }).ToList();
-            var collector = new Thread(() =>
-            {
-                while (DateTime.UtcNow < stop)
-                {
-                    GC.Collect();
-                    Interlocked.Increment(ref collections);
-                    Thread.Sleep(2);
-                }
-            }) { Name = "collector" };
-            readers.ForEach(r => r.Start());
-            collector.Start();
-            readers.ForEach(r => r.Join());
-            collector.Join();
-        }, "GC stress with eviction");
-        Assert.Equal(0, wrong);
-        Assert.True(region.Statistics.PagesEvicted > 0, $"nothing was evicted: {region.Statistics}");
-        Assert.True(reads > 1000 && collections > 100, $"too little happened: {reads} reads, {collections} collections");
-    }
-
     [Theory]
     [InlineData(ArenaKind.Shmem, false)]
     [InlineData(ArenaKind.Anonymous, false)]
@@ -123,5 +74,62 @@ public sealed unsafe class GcStressTests
             Assert.True(region.Statistics.PagesPrefetched > 0, "streaming filled nothing");
         }
         Assert.Equal(0, region.Statistics.Errors);
+    }
+}
+
+/// <summary>GC stress with eviction on (alone: it keeps both vCPUs busy for 20 s).</summary>
+[Collection("serial")]
+public sealed unsafe class GcStressWithEvictionTests
+{
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ulong ReadWord(byte* p) => *(ulong*)p;
+
+    /// <summary>The same with eviction on: a 16 MiB budget over 64 MiB, so the clock unmaps and punches pages under
+    /// the readers while collections run.</summary>
+    [Fact]
+    public void ReadersCollectionsAndEvictionNeverHang()
+    {
+        int seconds = int.TryParse(Environment.GetEnvironmentVariable("PAGING_SOAK_SECONDS"), out int s) ? s : 20;
+        using var file = TestData.CreateFile(64 << 20, seed: 13);
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = 16 << 20, Prefetch = PrefetchOptions.None,
+        });
+        long pages = region.Length / 4096;
+        long reads = 0, collections = 0, wrong = 0;
+        var stop = DateTime.UtcNow.AddSeconds(seconds);
+        Run.Within(TimeSpan.FromSeconds(seconds + 60), () =>
+        {
+            var readers = Enumerable.Range(0, 2).Select(t => new Thread(() =>
+            {
+                var rng = new Random(t);
+                while (DateTime.UtcNow < stop)
+                {
+                    long off = rng.NextInt64(pages) * 4096 + rng.Next(512) * 8;
+                    if (ReadWord(region.Pointer + off) != TestData.WordAt(off, file.Seed))
+                    {
+                        Interlocked.Increment(ref wrong);
+                    }
+                    Interlocked.Increment(ref reads);
+                }
+            }) { Name = $"reader {t}" }).ToList();
+            var collector = new Thread(() =>
+            {
+                while (DateTime.UtcNow < stop)
+                {
+                    GC.Collect();
+                    Interlocked.Increment(ref collections);
+                    Thread.Sleep(2);
+                }
+            }) { Name = "collector" };
+            readers.ForEach(r => r.Start());
+            collector.Start();
+            readers.ForEach(r => r.Join());
+            collector.Join();
+        }, "GC stress with eviction");
+        Assert.Equal(0, wrong);
+        Assert.True(region.Statistics.PagesEvicted > 0, $"nothing was evicted: {region.Statistics}");
+        Assert.True(reads > 1000 && collections > 100, $"too little happened: {reads} reads, {collections} collections");
     }
 }
