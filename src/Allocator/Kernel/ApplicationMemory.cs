@@ -15,8 +15,8 @@ internal sealed unsafe class ApplicationMemory : IDisposable
     /// every other page differs.</summary>
     internal const int ScanCapacity = 512;
 
-    /// <summary>iovecs per process_madvise call (the kernel's UIO_MAXIOV is 1024).</summary>
-    internal const int MaxIoVecs = 512;
+    /// <summary>iovecs per process_madvise call: the kernel's UIO_MAXIOV.</summary>
+    internal const int MaxIoVecs = 1024;
 
     private readonly FileDescriptor _pagemap;
     private readonly FileDescriptor _pidfd;
