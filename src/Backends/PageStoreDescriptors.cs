@@ -22,5 +22,11 @@ public static class PageStoreDescriptors
 
         /// <summary>A pack whose bytes another store holds (a network store, say).</summary>
         public static PageStoreDescriptor Compressed(PageStoreDescriptor inner) => Compression.CompressedPageStore.Describe(inner);
+
+        /// <summary>A compressed memory tier of <paramref name="capacityBytes"/> in front of <paramref name="inner"/>
+        /// (see <see cref="Compression.CompressedTierPageStore"/>): pages the region's memory budget evicts are kept
+        /// compressed, and their next fault decompresses them instead of reading the store.</summary>
+        public static PageStoreDescriptor CompressedTier(PageStoreDescriptor inner, long capacityBytes, Compression.PageCodecKind codec = Compression.PageCodecKind.Lz4) =>
+            Compression.CompressedTierPageStore.Describe(inner, capacityBytes, codec);
     }
 }

@@ -226,6 +226,43 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
     }
 
     [Fact]
+    public void TheCompressedTierServesEvictedPagesWithoutTheStore()
+    {
+        // Pass 1 reads a 32 MiB file through an 8 MiB budget: most pages are evicted into a 64 MiB tier. Then the file
+        // is overwritten with 0xEE. Pass 2 must still see the original bytes everywhere: every page is either resident
+        // or in the tier (a page read from the file again would show 0xEE).
+        const long length = 32L << 20;
+        using var file = TestData.CreateFile(length, seed: 71);
+        using var region = _runtime.CreateRegion(new RegionOptions
+        {
+            Length = length, MemoryBudget = 8L << 20, Prefetch = PrefetchOptions.None,
+            Store = PageStoreDescriptor.CompressedTier(PageStoreDescriptor.File(file.Path), 64L << 20),
+        });
+        Run.Within(TimeSpan.FromSeconds(120), () =>
+        {
+            for (long off = 0; off < length; off += 4096)
+            {
+                _ = Volatile.Read(ref *(ulong*)(region.Pointer + off));
+            }
+            long evicted = region.Statistics.PagesEvicted;
+            Assert.True(evicted > 4096, $"only {evicted} pages evicted");
+            var garbage = Enumerable.Repeat((byte)0xEE, 1 << 20).ToArray();
+            using (var fs = new FileStream(file.Path, FileMode.Open, FileAccess.Write))
+            {
+                for (long off = 0; off < length; off += garbage.Length)
+                {
+                    fs.Write(garbage);
+                }
+            }
+            for (long off = 0; off < length; off += 4096)
+            {
+                long bad = TestData.FirstMismatch(region.AsSpan(off, 4096), off, file.Length, file.Seed);
+                Assert.True(bad < 0, $"page {off / 4096}: byte {bad} is not the original (read from the overwritten file, not the tier)");
+            }
+        }, "two passes through a tier");
+    }
+
+    [Fact]
     public void BudgetAndWriteBackAreRefusedWhereTheyCannotWork()
     {
         var anon = Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions { Arena = ArenaKind.Anonymous, Length = 8 << 20, MemoryBudget = 4 << 20 }));

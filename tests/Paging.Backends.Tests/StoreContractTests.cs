@@ -35,6 +35,73 @@ public sealed class FaultInjectingStoreContract : PageStoreContract, IDisposable
     public void Dispose() => _file.Dispose();
 }
 
+/// <summary>The compressed tier keeps the contract of the store it fronts.</summary>
+public sealed class CompressedTierStoreContract : PageStoreContract, IDisposable
+{
+    private readonly TempFile _file = TestData.CreateFile(ContentLength + 8192, seed: 12);
+
+    protected override IPageStore CreateStore(bool writable, out Func<long, byte> expected) =>
+        new Paging.Backends.Compression.CompressedTierPageStore(TestStores.FileSlice(_file, 8192, writable, out expected), 4L << 20,
+            Paging.Backends.Compression.PageCodec.For(Paging.Backends.Compression.PageCodecKind.Lz4), 4096);
+
+    public void Dispose() => _file.Dispose();
+}
+
+/// <summary>What the tier adds: retained pages are served from memory (the inner store is not read), taken out when
+/// served, dropped when the store is written, the oldest dropped at capacity; zeros, text-like and random pages.</summary>
+public sealed class CompressedTierTests
+{
+    private static (Paging.Backends.Compression.CompressedTierPageStore Tier, MemoryPageStore Inner) Create(long capacity = 1L << 20)
+    {
+        var inner = new MemoryPageStore(new byte[8 << 20], writable: true);
+        return (new Paging.Backends.Compression.CompressedTierPageStore(inner, capacity, Paging.Backends.Compression.PageCodec.For(Paging.Backends.Compression.PageCodecKind.Lz4), 4096), inner);
+    }
+
+    [Fact]
+    public void RetainedPagesComeBackExactlyWithoutReadingTheStoreAndLeaveTheTier()
+    {
+        var (tier, inner) = Create();
+        var pages = new byte[3 * 4096];
+        pages.AsSpan(4096, 4096).Fill((byte)'a');                     // compressible
+        new Random(3).NextBytes(pages.AsSpan(8192, 4096));             // incompressible: kept raw
+        tier.Retain(40960, pages);                                     // page 0 of the three is all zeros: a flag
+        Assert.True(tier.StoredBytes < 4096 + 200, $"{tier.StoredBytes} bytes stored for a zero, an 'a' and a random page");
+        inner.Write(40960, Enumerable.Repeat((byte)0xEE, 3 * 4096).ToArray()); // the store changes under the tier (a test only)
+        tier.Retain(40960, pages);
+        long readsBefore = inner.Reads;
+        var back = new byte[3 * 4096];
+        Assert.Equal(PageReadStatus.Data, tier.Read(40960, back));
+        Assert.Equal(pages, back);
+        Assert.Equal(readsBefore, inner.Reads);
+        Assert.Equal(3, tier.Hits);
+        Assert.Equal(0, tier.StoredBytes);                             // served: out of the tier
+        tier.Read(40960, back);                                        // now from the store (0xEE)
+        Assert.All(back, b => Assert.Equal(0xEE, b));
+        Assert.True(tier.Misses >= 3);
+    }
+
+    [Fact]
+    public void AWriteDropsTheTiersCopyAndCapacityDropsTheOldest()
+    {
+        var (tier, _) = Create(capacity: 1L << 20);
+        var rng = new Random(5);
+        var page = new byte[4096];
+        for (int i = 0; i < 300; i++)                                   // 300 random pages: 1.2 MB raw > 1 MiB
+        {
+            rng.NextBytes(page);
+            tier.Retain(i * 4096L, page);
+        }
+        Assert.True(tier.StoredBytes <= 1L << 20);
+        var back = new byte[4096];
+        tier.Read(0, back);                                            // the oldest was dropped: a miss
+        Assert.Equal(0, tier.Hits);
+        tier.Write(299 * 4096L, new byte[4096]);                       // the newest: dropped by the write
+        tier.Read(299 * 4096L, back);
+        Assert.Equal(0, tier.Hits);
+        Assert.All(back, b => Assert.Equal(0, b));
+    }
+}
+
 public sealed class FileStoreTests
 {
     [Fact]

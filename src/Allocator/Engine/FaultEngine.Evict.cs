@@ -402,6 +402,10 @@ internal sealed unsafe partial class FaultEngine
                     i = j;
                     continue;
                 }
+                if (r.RetainsEvicted)
+                {
+                    RetainEvicted(r, s, p, q - p, bytesInSnapshot: dirty);
+                }
                 control.ClearFilled(p, q - p);
                 control.ClearDirty(p, q - p);
                 r.Cold!.Clear(p, q - p);
@@ -471,6 +475,32 @@ internal sealed unsafe partial class FaultEngine
         r.Control.Add(RegionStat.PagesWrittenBack, count);
         r.Control.Add(RegionStat.BytesWritten, length);
         return true;
+    }
+
+    /// <summary>Hands the bytes of an evicted run to a store that keeps them (a compressed tier): read from the memfd
+    /// unless the write-back just did.</summary>
+    private static void RetainEvicted(ServedRegion r, WriteBackScratch s, long page, long count, bool bytesInSnapshot)
+    {
+        long offset = page << r.PageShift;
+        int length = checked((int)(count << r.PageShift));
+        if (!bytesInSnapshot)
+        {
+            long done = 0;
+            while (done < length)
+            {
+                nint n = Libc.Pread(r.Memfd!, s.Snapshot + done, (nuint)(length - done), offset + done);
+                if (n <= 0)
+                {
+                    if (n < 0 && Libc.LastErrno == Errno.EINTR)
+                    {
+                        continue;
+                    }
+                    return; // nothing to keep: the store reads them as usual next time
+                }
+                done += n;
+            }
+        }
+        r.Store.Retain(offset, new ReadOnlySpan<byte>(s.Snapshot, length));
     }
 
     /// <summary>Drops the pager's own page tables over [offset, offset+length) of the staging mapping, widened to the

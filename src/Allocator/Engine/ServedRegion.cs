@@ -23,6 +23,7 @@ internal sealed unsafe class ServedRegion : IDisposable
         TrackWrites = trackWrites;
         BudgetPages = memoryBudget / pageSize;
         Writable = (store.Capabilities & PageStoreCapabilities.Write) != 0;
+        RetainsEvicted = (store.Capabilities & PageStoreCapabilities.RetainsEvicted) != 0;
         Memfd = memfd;
         IsAsync = (store.Capabilities & PageStoreCapabilities.Asynchronous) != 0;
         Policy = policy.ForStore(pageSize, IsAsync);
@@ -73,6 +74,9 @@ internal sealed unsafe class ServedRegion : IDisposable
 
     /// <summary>The store accepts writes: dirty pages can be written back (otherwise they stay resident).</summary>
     public bool Writable { get; }
+
+    /// <summary>The store keeps evicted pages (a compressed tier): eviction hands it their bytes.</summary>
+    public bool RetainsEvicted { get; }
 
     /// <summary>The eviction clock's bits: set when the clock unmapped a page, so a page still unmapped when the hand
     /// comes back was not touched in a whole turn (its touch would have mapped it again with a MINOR fault). Null

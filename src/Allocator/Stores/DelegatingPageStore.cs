@@ -46,6 +46,9 @@ public abstract class DelegatingPageStore : IPageStore
     public virtual void Flush() => Inner.Flush();
 
     /// <inheritdoc />
+    public virtual void Retain(long offset, ReadOnlySpan<byte> pages) => Inner.Retain(offset, pages);
+
+    /// <inheritdoc />
     public void Dispose()
     {
         Dispose(true);

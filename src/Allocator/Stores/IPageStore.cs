@@ -30,6 +30,10 @@ public enum PageStoreCapabilities
     /// <see cref="IPageStore.ReadAsync"/> and keeps many reads in flight instead of blocking a fill thread in
     /// <see cref="IPageStore.Read"/>.</summary>
     Asynchronous = 4,
+
+    /// <summary>The store wants the bytes of pages the budget evicts (<see cref="IPageStore.Retain"/>): a compressed
+    /// memory tier keeps them so their next fault is served without a device read.</summary>
+    RetainsEvicted = 8,
 }
 
 /// <summary>One read of a batch (<see cref="IPageStore.ReadManyAsync"/>).</summary>
@@ -106,6 +110,13 @@ public interface IPageStore : IDisposable
     /// <see cref="PageStoreException"/> (<see cref="PageStoreError.ReadOnly"/> without
     /// <see cref="PageStoreCapabilities.Write"/>); a failed write leaves the pages dirty and resident.</summary>
     void Write(long offset, ReadOnlySpan<byte> source);
+
+    /// <summary>Called (with <see cref="PageStoreCapabilities.RetainsEvicted"/>) with the bytes of whole pages at
+    /// <paramref name="offset"/> that the memory budget is evicting. They are the store's bytes already (clean, or
+    /// written back just before), so a store may keep them or not: dropping them loses nothing. Must not throw.</summary>
+    void Retain(long offset, ReadOnlySpan<byte> pages)
+    {
+    }
 
     /// <summary>Makes every <see cref="Write"/> that returned durable (a file store: fdatasync). Region.Flush calls it
     /// after writing the region's dirty pages back. The default does nothing: for a store whose writes are durable when
