@@ -21,7 +21,9 @@ namespace Paging.Engine;
 /// in 64 KiB chunks between them. The fault path allocates nothing (counted per region) and takes no lock per page.
 /// <para>Files: this one (threads, lifecycle, the fault batch), FaultEngine.Fill.cs (reading and mapping a run),
 /// FaultEngine.Async.cs (fills of asynchronous stores), FaultEngine.Background.cs (read-ahead, prefetch, streaming),
-/// FaultEngine.Commands.cs (regions added, removed, discarded; promotion), FillThread.cs, PageClaims.cs, FillQueue.cs.</para>
+/// FaultEngine.Commands.cs (regions added, removed, discarded; promotion), FaultEngine.Evict.cs (the memory budget's
+/// clock and the evictor thread), FaultEngine.WriteBack.cs (Flush and checked snapshots), FillThread.cs, PageClaims.cs,
+/// FillQueue.cs.</para>
 /// </summary>
 internal sealed unsafe partial class FaultEngine : IDisposable
 {
