@@ -12,6 +12,10 @@ internal static unsafe class Program
         {
             return WeightsBench.Run(args[1..]);
         }
+        if (args.Length > 0 && args[0] == "dirtyscan")
+        {
+            return DirtyScanBench.Run(args[1..]);
+        }
         if (args.Length > 0 && args[0] == "tier")
         {
             return TierBench.Run(args[1..]);

@@ -245,6 +245,8 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         PagesUnmapped = ReadStat(RegionStat.PagesUnmapped),
         SecondChances = ReadStat(RegionStat.SecondChances),
         Flushes = ReadStat(RegionStat.Flushes),
+        DirtyScanNanoseconds = ReadStat(RegionStat.DirtyScanNanoseconds),
+        DirtyScannedPages = ReadStat(RegionStat.DirtyScannedPages),
     };
 
     /// <summary>How many of the pages in [firstPage, firstPage+count) the pager has filled (tests, diagnostics).</summary>

@@ -57,4 +57,10 @@ public readonly record struct RegionStatistics(
 
     /// <summary>Flushes completed.</summary>
     public long Flushes { get; init; }
+
+    /// <summary>Time the Flushes spent finding written pages (PAGEMAP_SCAN with re-protection), in ns.</summary>
+    public long DirtyScanNanoseconds { get; init; }
+
+    /// <summary>Resident pages those scans covered (DirtyScanNanoseconds / DirtyScannedPages = the scan's cost per page).</summary>
+    public long DirtyScannedPages { get; init; }
 }

@@ -38,7 +38,10 @@ internal sealed unsafe partial class FaultEngine
         try
         {
             control.Flags |= RegionControlBlock.ScanInProgress;
-            CollectDirty(r, s);
+            long scanStart = System.Diagnostics.Stopwatch.GetTimestamp();
+            long scanned = CollectDirty(r, s);
+            control.Add(RegionStat.DirtyScanNanoseconds, (long)System.Diagnostics.Stopwatch.GetElapsedTime(scanStart).TotalNanoseconds);
+            control.Add(RegionStat.DirtyScannedPages, scanned);
             if (!r.Writable && AnyDirty(control))
             {
                 throw new PageStoreException(PageStoreError.ReadOnly, $"region {id} has written pages but its store ({r.StoreName}) is read-only: nothing can be flushed");
@@ -74,11 +77,11 @@ internal sealed unsafe partial class FaultEngine
 
     /// <summary>PAGEMAP_SCAN with re-protection over the runs of resident pages (gaps under 64 pages are scanned
     /// through: one call instead of many; empty PTEs there report Written and are ignored). Written resident pages
-    /// join the dirty bitmap.</summary>
-    private void CollectDirty(ServedRegion r, WriteBackScratch s)
+    /// join the dirty bitmap. Returns the pages the scans covered.</summary>
+    private long CollectDirty(ServedRegion r, WriteBackScratch s)
     {
         var control = r.Control;
-        long p = 0;
+        long p = 0, scanned = 0;
         while (p < r.Pages)
         {
             if (control.FilledWord(p) == 0)
@@ -94,6 +97,14 @@ internal sealed unsafe partial class FaultEngine
             long q = p + 1, lastFilled = p;
             while (q < r.Pages && q - lastFilled <= 64)
             {
+                if ((q & 63) == 0 && q + 64 <= r.Pages && control.FilledWord(q) == ulong.MaxValue)
+                {
+                    // 64 resident pages at once: a word, not 64 bit tests (the scan's ioctl dominates anyway: 14-16 ns
+                    // per page for a fully resident GiB with nothing written, the same as a C probe's, BENCHMARKS §10).
+                    lastFilled = q + 63;
+                    q += 64;
+                    continue;
+                }
                 if (control.IsFilled(q))
                 {
                     lastFilled = q;
@@ -101,8 +112,10 @@ internal sealed unsafe partial class FaultEngine
                 q++;
             }
             ScanWritten(r, s, p, lastFilled + 1);
+            scanned += lastFilled + 1 - p;
             p = lastFilled + 1;
         }
+        return scanned;
     }
 
     /// <summary>Scans [first, end) for written pages, re-protecting them, and marks the resident ones dirty.</summary>

@@ -50,8 +50,12 @@ internal enum RegionStat
     SecondChances = 27,
     /// <summary>Flush calls completed.</summary>
     Flushes = 28,
+    /// <summary>Time the Flushes spent in their dirty scans (PAGEMAP_SCAN with re-protection over the resident runs).</summary>
+    DirtyScanNanoseconds = 29,
+    /// <summary>Resident pages those scans covered.</summary>
+    DirtyScannedPages = 30,
     /// <summary>The number of counters (at most 120 fit before the latency histogram).</summary>
-    Count = 29,
+    Count = 31,
 }
 
 /// <summary>
