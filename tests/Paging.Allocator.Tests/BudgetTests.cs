@@ -263,6 +263,19 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
     }
 
     [Fact]
+    public void DisposingTheRuntimeWritesBackWhatTheRegionsWrote()
+    {
+        const long length = 1L << 20;
+        using var file = TestData.CreateFile(length, seed: 73);
+        var runtime = PagingRuntime.Start(new PagingRuntimeOptions { Standby = false });
+        var region = runtime.CreateRegion(new RegionOptions { Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), WriteBack = true });
+        ((ulong*)region.Pointer)[777] = 0xABCDEF;
+        runtime.Dispose(); // the region is never disposed by the application: the runtime flushes it on the way out
+        Assert.True(region.IsDisposed);
+        Assert.Equal(0xABCDEFUL, MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path))[777]);
+    }
+
+    [Fact]
     public void BudgetAndWriteBackAreRefusedWhereTheyCannotWork()
     {
         var anon = Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions { Arena = ArenaKind.Anonymous, Length = 8 << 20, MemoryBudget = 4 << 20 }));

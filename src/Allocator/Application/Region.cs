@@ -303,22 +303,29 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     /// before disposing to get the error as an exception).</summary>
     public void Dispose()
     {
-        if (TracksWrites && !IsDisposed)
-        {
-            try
-            {
-                _runtime.Flush(this);
-            }
-#pragma warning disable CA1031 // Dispose must not throw; the failure is logged with what was lost.
-            catch (Exception e) when (e is PagingException or ObjectDisposedException)
-#pragma warning restore CA1031
-            {
-                _runtime.LogDisposeFlushFailed(this, e);
-            }
-        }
+        FlushBeforeDisposal();
         if (Interlocked.Exchange(ref _disposeRequested, 1) == 0)
         {
             ReleaseReference();
+        }
+    }
+
+    /// <summary>A region that tracks writes writes them back before it goes (Dispose, and the runtime's own Dispose).</summary>
+    private void FlushBeforeDisposal()
+    {
+        if (!TracksWrites || IsDisposed)
+        {
+            return;
+        }
+        try
+        {
+            _runtime.Flush(this);
+        }
+#pragma warning disable CA1031 // Dispose must not throw; the failure is logged with what was lost.
+        catch (Exception e) when (e is PagingException or ObjectDisposedException)
+#pragma warning restore CA1031
+        {
+            _runtime.LogDisposeFlushFailed(this, e);
         }
     }
 
@@ -328,6 +335,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     /// <summary>The runtime is going away: tear down now, pinned views or not.</summary>
     internal void ForceDispose()
     {
+        FlushBeforeDisposal();
         Volatile.Write(ref _disposeRequested, 1);
         TearDown();
     }
