@@ -14,19 +14,11 @@ public sealed unsafe class GcStressTests
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static ulong ReadWord(byte* p) => *(ulong*)p;
 
-    [Theory]
-    [InlineData(ArenaKind.Shmem, false)]
-    [InlineData(ArenaKind.Anonymous, false)]
-    [InlineData(ArenaKind.Shmem, true)]
-    public void ReadersAndCollectionsNeverHang(ArenaKind arena, bool streaming)
+    /// <summary>Two threads read random words of <paramref name="region"/> (checked against the file) while a third
+    /// calls GC.Collect every 5 ms, for <paramref name="seconds"/>; <paramref name="dropWindows"/> also drops a random
+    /// 1 MiB window's mappings every 64 reads, for fresh faults. Fails the test if it does not finish (a hang).</summary>
+    internal static (long Reads, long Collections, long Wrong) ReadWhileCollecting(Region region, TempFile file, int seconds, bool dropWindows)
     {
-        int seconds = int.TryParse(Environment.GetEnvironmentVariable("PAGING_SOAK_SECONDS"), out int s) ? s : 20;
-        using var file = TestData.CreateFile(64 << 20, seed: 11);
-        using var runtime = PagingRuntime.Start();
-        using var region = runtime.CreateRegion(new RegionOptions
-        {
-            Arena = arena, Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path), Prefetch = new PrefetchOptions { StreamAll = streaming },
-        });
         long pages = region.Length / 4096;
         long reads = 0, collections = 0, wrong = 0;
         var stop = DateTime.UtcNow.AddSeconds(seconds);
@@ -39,9 +31,9 @@ public sealed unsafe class GcStressTests
                 {
                     // A fresh fault every few reads: drop a random 1 MiB window's mappings (for anonymous memory this
                     // discards the pages, so they are filled again from the file).
-                    if (rng.Next(64) == 0)
+                    if (dropWindows && rng.Next(64) == 0)
                     {
-                        long w = rng.NextInt64(64) << 20;
+                        long w = rng.NextInt64(region.Length >> 20) << 20;
                         _ = Native.Madvise(region.Address + (nint)w, 1 << 20, Native.MADV_DONTNEED);
                     }
                     long off = rng.NextInt64(pages) * 4096 + rng.Next(512) * 8;
@@ -66,6 +58,23 @@ public sealed unsafe class GcStressTests
             readers.ForEach(r => r.Join());
             collector.Join();
         }, "GC stress");
+        return (reads, collections, wrong);
+    }
+
+    [Theory]
+    [InlineData(ArenaKind.Shmem, false)]
+    [InlineData(ArenaKind.Anonymous, false)]
+    [InlineData(ArenaKind.Shmem, true)]
+    public void ReadersAndCollectionsNeverHang(ArenaKind arena, bool streaming)
+    {
+        int seconds = int.TryParse(Environment.GetEnvironmentVariable("PAGING_SOAK_SECONDS"), out int s) ? s : 20;
+        using var file = TestData.CreateFile(64 << 20, seed: 11);
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = arena, Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path), Prefetch = new PrefetchOptions { StreamAll = streaming },
+        });
+        var (_, collections, wrong) = ReadWhileCollecting(region, file, seconds, dropWindows: true);
         Assert.Equal(0, wrong);
         Assert.True(collections > seconds * 20, $"only {collections} collections ran");
         Assert.True(region.Statistics.Faults > 1000, $"only {region.Statistics.Faults} faults: the test did not exercise the pager");
@@ -81,9 +90,6 @@ public sealed unsafe class GcStressTests
 [Collection("serial")]
 public sealed unsafe class GcStressWithEvictionTests
 {
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static ulong ReadWord(byte* p) => *(ulong*)p;
-
     /// <summary>The same with eviction on: a 16 MiB budget over 64 MiB, so the clock unmaps and punches pages under
     /// the readers while collections run.</summary>
     [Fact]
@@ -96,38 +102,7 @@ public sealed unsafe class GcStressWithEvictionTests
         {
             Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = 16 << 20, Prefetch = PrefetchOptions.None,
         });
-        long pages = region.Length / 4096;
-        long reads = 0, collections = 0, wrong = 0;
-        var stop = DateTime.UtcNow.AddSeconds(seconds);
-        Run.Within(TimeSpan.FromSeconds(seconds + 60), () =>
-        {
-            var readers = Enumerable.Range(0, 2).Select(t => new Thread(() =>
-            {
-                var rng = new Random(t);
-                while (DateTime.UtcNow < stop)
-                {
-                    long off = rng.NextInt64(pages) * 4096 + rng.Next(512) * 8;
-                    if (ReadWord(region.Pointer + off) != TestData.WordAt(off, file.Seed))
-                    {
-                        Interlocked.Increment(ref wrong);
-                    }
-                    Interlocked.Increment(ref reads);
-                }
-            }) { Name = $"reader {t}" }).ToList();
-            var collector = new Thread(() =>
-            {
-                while (DateTime.UtcNow < stop)
-                {
-                    GC.Collect();
-                    Interlocked.Increment(ref collections);
-                    Thread.Sleep(2);
-                }
-            }) { Name = "collector" };
-            readers.ForEach(r => r.Start());
-            collector.Start();
-            readers.ForEach(r => r.Join());
-            collector.Join();
-        }, "GC stress with eviction");
+        var (reads, collections, wrong) = GcStressTests.ReadWhileCollecting(region, file, seconds, dropWindows: false);
         Assert.Equal(0, wrong);
         Assert.True(region.Statistics.PagesEvicted > 0, $"nothing was evicted: {region.Statistics}");
         Assert.True(reads > 1000 && collections > 100, $"too little happened: {reads} reads, {collections} collections");

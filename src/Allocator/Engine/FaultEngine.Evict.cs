@@ -448,19 +448,9 @@ internal sealed unsafe partial class FaultEngine
         int length = checked((int)(count << r.PageShift));
         try
         {
-            long done = 0;
-            while (done < length)
+            if (!ReadMemfd(r, s, offset, length))
             {
-                nint n = Libc.Pread(r.Memfd!, s.Snapshot + done, (nuint)(length - done), offset + done);
-                if (n <= 0)
-                {
-                    if (n < 0 && Libc.LastErrno == Errno.EINTR)
-                    {
-                        continue;
-                    }
-                    throw Libc.Error($"pread of {length} bytes at {offset} from the memfd of region {r.Id}");
-                }
-                done += n;
+                throw Libc.Error($"pread of {length} bytes at {offset} from the memfd of region {r.Id}");
             }
             r.Store.Write(offset, new ReadOnlySpan<byte>(s.Snapshot, length));
         }
@@ -483,24 +473,32 @@ internal sealed unsafe partial class FaultEngine
     {
         long offset = page << r.PageShift;
         int length = checked((int)(count << r.PageShift));
-        if (!bytesInSnapshot)
+        if (!bytesInSnapshot && !ReadMemfd(r, s, offset, length))
         {
-            long done = 0;
-            while (done < length)
-            {
-                nint n = Libc.Pread(r.Memfd!, s.Snapshot + done, (nuint)(length - done), offset + done);
-                if (n <= 0)
-                {
-                    if (n < 0 && Libc.LastErrno == Errno.EINTR)
-                    {
-                        continue;
-                    }
-                    return; // nothing to keep: the store reads them as usual next time
-                }
-                done += n;
-            }
+            return; // nothing to keep: the store reads them as usual next time
         }
         r.Store.Retain(offset, new ReadOnlySpan<byte>(s.Snapshot, length));
+    }
+
+    /// <summary>pread(2) of [offset, offset+length) of the arena's memfd into the scratch buffer (no mapping, see
+    /// <see cref="WriteFromMemfd"/>). False on an error other than EINTR (errno left for the caller).</summary>
+    private static bool ReadMemfd(ServedRegion r, WriteBackScratch s, long offset, int length)
+    {
+        long done = 0;
+        while (done < length)
+        {
+            nint n = Libc.Pread(r.Memfd!, s.Snapshot + done, (nuint)(length - done), offset + done);
+            if (n <= 0)
+            {
+                if (n < 0 && Libc.LastErrno == Errno.EINTR)
+                {
+                    continue;
+                }
+                return false;
+            }
+            done += n;
+        }
+        return true;
     }
 
     /// <summary>Drops the pager's own page tables over [offset, offset+length) of the staging mapping, widened to the
