@@ -36,9 +36,7 @@ internal static unsafe class BufferPoolBench
             return 2;
         }
         var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        string dir = Path.Combine(AppContext.BaseDirectory, "bufferpool-data");
-        Directory.CreateDirectory(dir);
-        string path = Path.Combine(dir, $"btree-{settings.DataBytes >> 20}m.db");
+        string path = BenchData.PathFor($"btree-{settings.DataBytes >> 20}m.db");
         long keys = BTreeFile.KeysFor(settings.DataBytes);
         err.Progress().Start(ctx =>
         {

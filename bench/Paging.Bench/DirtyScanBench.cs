@@ -10,15 +10,8 @@ internal static unsafe class DirtyScanBench
 {
     public static int Run(string[] args)
     {
-        long data = 1024L << 20;
-        int at = Array.IndexOf(args, "--data-mib");
-        if (at >= 0 && at + 1 < args.Length)
-        {
-            data = long.Parse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture) << 20;
-        }
-        string dir = Path.Combine(AppContext.BaseDirectory, "bufferpool-data");
-        Directory.CreateDirectory(dir);
-        string path = Path.Combine(dir, $"dirtyscan-{data >> 20}m.bin");
+        long data = BenchData.DataBytes(args, 1024L << 20);
+        string path = BenchData.PathFor($"dirtyscan-{data >> 20}m.bin");
         using (var f = new FileStream(path, FileMode.Create, FileAccess.Write))
         {
             f.SetLength(data);
@@ -56,5 +49,24 @@ internal static unsafe class DirtyScanBench
             Console.WriteLine($"  {name,-40} median {samples[2],7:F2} ns/page (min {samples[0]:F2}, max {samples[^1]:F2})");
         }
         return 0;
+    }
+}
+
+/// <summary>Where the buffer-pool, tier and dirty-scan modes keep their generated files, and their --data-mib.</summary>
+internal static class BenchData
+{
+    /// <summary>A file under bufferpool-data/ next to the harness (not /tmp: O_DIRECT needs a real file system).</summary>
+    public static string PathFor(string name)
+    {
+        string dir = Path.Combine(AppContext.BaseDirectory, "bufferpool-data");
+        Directory.CreateDirectory(dir);
+        return Path.Combine(dir, name);
+    }
+
+    /// <summary>--data-mib N as bytes, or <paramref name="fallback"/>.</summary>
+    public static long DataBytes(string[] args, long fallback)
+    {
+        int at = Array.IndexOf(args, "--data-mib");
+        return at >= 0 && at + 1 < args.Length ? long.Parse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture) << 20 : fallback;
     }
 }

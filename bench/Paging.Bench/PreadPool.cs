@@ -32,7 +32,7 @@ internal sealed unsafe class PreadPool : IDisposable
     public PreadPool(string path, long budgetBytes)
     {
         _frames = (int)(budgetBytes / BTreeFile.PageSize);
-        _file = DirectFile.Open(path);
+        _file = Paging.Backends.DirectIo.Open(path, writable: true); // the file store's O_DIRECT open
         _memory = (byte*)NativeMemory.AlignedAlloc((nuint)_frames * BTreeFile.PageSize, 4096);
         _framePage = new long[_frames];
         Array.Fill(_framePage, -1);
@@ -199,21 +199,4 @@ internal readonly unsafe struct PoolPages(PreadPool pool) : IPageAccess
     }
 
     public void Unfix(long pageId, bool dirty) => pool.Unfix(t_frames![(int)(pageId & 7)], dirty);
-}
-
-/// <summary>open(2) with O_DIRECT for the pread pool (the same as the file store's direct mode).</summary>
-internal static partial class DirectFile
-{
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int OpenNative(string path, int flags, int mode);
-
-    public static SafeFileHandle Open(string path)
-    {
-        int fd = OpenNative(path, 2 | 0x4000 | 0x80000, 0); // O_RDWR | O_DIRECT | O_CLOEXEC (x86_64)
-        if (fd < 0)
-        {
-            throw new IOException($"open({path}, O_DIRECT) failed: errno {Marshal.GetLastPInvokeError()}");
-        }
-        return new SafeFileHandle(fd, ownsHandle: true);
-    }
 }

@@ -14,15 +14,8 @@ internal static unsafe class TierBench
 {
     public static int Run(string[] args)
     {
-        long data = 128L << 20;
-        int at = Array.IndexOf(args, "--data-mib");
-        if (at >= 0 && at + 1 < args.Length)
-        {
-            data = long.Parse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture) << 20;
-        }
-        string dir = Path.Combine(AppContext.BaseDirectory, "bufferpool-data");
-        Directory.CreateDirectory(dir);
-        string path = Path.Combine(dir, $"tier-{data >> 20}m.db");
+        long data = BenchData.DataBytes(args, 128L << 20);
+        string path = BenchData.PathFor($"tier-{data >> 20}m.db");
         BTreeFile.Build(path, BTreeFile.KeysFor(data));
         long length = new FileInfo(path).Length / 4096 * 4096;
         long pages = length / 4096;

@@ -37,19 +37,33 @@ internal sealed unsafe partial class FaultEngine
         var control = r.Control;
         try
         {
-            control.Flags |= RegionControlBlock.ScanInProgress;
-            long scanStart = System.Diagnostics.Stopwatch.GetTimestamp();
-            long scanned = CollectDirty(r, s);
-            control.Add(RegionStat.DirtyScanNanoseconds, (long)System.Diagnostics.Stopwatch.GetElapsedTime(scanStart).TotalNanoseconds);
-            control.Add(RegionStat.DirtyScannedPages, scanned);
-            if (!r.Writable && AnyDirty(control))
-            {
-                throw new PageStoreException(PageStoreError.ReadOnly, $"region {id} has written pages but its store ({r.StoreName}) is read-only: nothing can be flushed");
-            }
             long failed = 0;
             string? firstError = null;
-            WriteBackDirty(r, s, ref failed, ref firstError);
-            control.Flags &= ~RegionControlBlock.ScanInProgress;
+            control.Flags |= RegionControlBlock.ScanInProgress;
+            bool recorded = false;
+            try
+            {
+                long scanStart = System.Diagnostics.Stopwatch.GetTimestamp();
+                long scanned = CollectDirty(r, s);
+                recorded = true;
+                control.Add(RegionStat.DirtyScanNanoseconds, (long)System.Diagnostics.Stopwatch.GetElapsedTime(scanStart).TotalNanoseconds);
+                control.Add(RegionStat.DirtyScannedPages, scanned);
+                if (!r.Writable && AnyDirty(control))
+                {
+                    throw new PageStoreException(PageStoreError.ReadOnly, $"region {id} has written pages but its store ({r.StoreName}) is read-only: nothing can be flushed");
+                }
+                // A run's own re-check scans re-protect only pages that stay dirty until their write succeeds.
+                WriteBackDirty(r, s, ref failed, ref firstError);
+            }
+            finally
+            {
+                if (!recorded)
+                {
+                    // The scan failed part-way: it may have re-protected pages it never recorded.
+                    control.MarkAllFilledDirty();
+                }
+                control.Flags &= ~RegionControlBlock.ScanInProgress;
+            }
             if (failed > 0)
             {
                 throw new PageStoreException(PageStoreError.Io, $"{failed} dirty pages of region {id} could not be written back (they stay resident and dirty): {firstError}");
@@ -245,7 +259,7 @@ internal sealed unsafe partial class FaultEngine
             // write now faults and waits for this write-back), then copy once more — a copy nobody can race. The
             // copies mapped them into the pager too, and reclaim leaves a page mapped twice alone: drop that first.
             ZapStaging(r, offset, length);
-            stable = Quiesce(r, s, first, rewritten);
+            stable = Quiesce(r, s, rewritten);
             if (stable)
             {
                 for (int k = 0; k < rewritten; k++)
@@ -295,7 +309,7 @@ internal sealed unsafe partial class FaultEngine
 
     /// <summary>Unmaps the pages s.Unmap[0..count) (claimed by the caller) and checks that none is mapped any more;
     /// false when the kernel kept one (it skips a page it cannot isolate at that moment).</summary>
-    private bool Quiesce(ServedRegion r, WriteBackScratch s, long first, int count)
+    private bool Quiesce(ServedRegion r, WriteBackScratch s, int count)
     {
         var ranges = s.IoVecs.AsSpan(0, Math.Min(count, s.IoVecs.Length));
         for (int k = 0; k < ranges.Length; k++)
@@ -320,7 +334,6 @@ internal sealed unsafe partial class FaultEngine
             }
             App.DrainLruBatches((nint)r.Start, r.PageSize); // a page filled moments ago is not on the LRU yet
         }
-        _ = first;
         return false;
     }
 
