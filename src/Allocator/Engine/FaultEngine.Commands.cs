@@ -124,6 +124,13 @@ internal sealed unsafe partial class FaultEngine
         finally
         {
             region.Claims.Release(first, claimed - first);
+            // A fault on a page this Discard held was read and left to the claim's owner, as faults on claimed pages
+            // are (a fill's ioctl wakes them): the owner was this Discard, which maps nothing, so it wakes them here
+            // and they fault again on a hole (a fresh fill). Without it they waited forever.
+            if (claimed > first)
+            {
+                Wake(region, region.Start + ((ulong)first << region.PageShift), (ulong)(claimed - first) << region.PageShift);
+            }
             region.Exit();
         }
     }
@@ -132,7 +139,15 @@ internal sealed unsafe partial class FaultEngine
     /// have read messages it never resolved; their threads fault again and the messages come back.</summary>
     public void Promote()
     {
+        if (_active)
+        {
+            return;
+        }
         _active = true;
+        foreach (var t in _threads)
+        {
+            t.WatchFaults();
+        }
         foreach (var region in Volatile.Read(ref _regions))
         {
             region.Control.Add(RegionStat.Recoveries, 1);

@@ -294,7 +294,7 @@ internal sealed unsafe partial class FaultEngine
                     }
                     else
                     {
-                        r.Claims.Release(p, 1);
+                        ReleaseAndWake(r, p, 1);
                     }
                 }
             }
@@ -556,7 +556,7 @@ internal sealed unsafe partial class FaultEngine
 
     /// <summary>Claims every filled page of [first, end) (waiting for fills and evictions in flight on them, up to the
     /// read deadline) into s.Victims; returns how many.</summary>
-    private static int ClaimFilled(ServedRegion r, long first, long end, WriteBackScratch s, bool pinnedToo)
+    private int ClaimFilled(ServedRegion r, long first, long end, WriteBackScratch s, bool pinnedToo)
     {
         int count = 0;
         long deadline = Environment.TickCount64 + (long)(r.ReadTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds;
@@ -573,7 +573,7 @@ internal sealed unsafe partial class FaultEngine
                 {
                     for (int i = 0; i < count; i++)
                     {
-                        r.Claims.Release(s.Victims[i], 1);
+                        ReleaseAndWake(r, s.Victims[i], 1);
                     }
                     throw new PagerException($"page {p} of region {r.Id} stayed in flight past the read deadline");
                 }
@@ -585,10 +585,19 @@ internal sealed unsafe partial class FaultEngine
             }
             else
             {
-                r.Claims.Release(p, 1);
+                ReleaseAndWake(r, p, 1);
             }
         }
         return count;
+    }
+
+    /// <summary>Releases claimed pages that no fill maps, and wakes them: a fault that met the claim was read and left
+    /// to the claim's owner (faults join fills in flight, whose ioctl wakes them), so an owner that maps nothing
+    /// (an eviction that gave a page up, a Discard) must wake them itself or they wait forever.</summary>
+    private void ReleaseAndWake(ServedRegion r, long first, long count)
+    {
+        r.Claims.Release(first, count);
+        Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)count << r.PageShift);
     }
 }
 

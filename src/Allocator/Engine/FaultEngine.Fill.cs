@@ -65,7 +65,12 @@ internal sealed unsafe partial class FaultEngine
     /// is woken after the release, so its waiters fault again and get a fill of their own instead of waiting forever.</summary>
     private void ReleaseClaims(ServedRegion r, long first, long count)
     {
-        r.Claims.Release(first, count);
+        if (r.Claims.Release(first, count))
+        {
+            // A fault joined after this fill mapped its page (and something unmapped it since): wake it to fault again.
+            Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)count << r.PageShift);
+            return;
+        }
         for (long p = first; p < first + count; p++)
         {
             if (!r.Control.IsFilled(p))
@@ -173,6 +178,7 @@ internal sealed unsafe partial class FaultEngine
             {
                 if (r.Claims.IsClaimed(p))
                 {
+                    JoinOrWake(r, p);
                     p++;
                     continue;
                 }
@@ -190,7 +196,8 @@ internal sealed unsafe partial class FaultEngine
         {
             if (!r.Claims.TryClaim(p))
             {
-                continue; // a fill in flight wakes it
+                JoinOrWake(r, p); // its owner wakes it on release
+                continue;
             }
             try
             {
@@ -205,8 +212,18 @@ internal sealed unsafe partial class FaultEngine
             }
             finally
             {
-                r.Claims.Release(p, 1);
+                ReleaseJoined(r, p, 1);
             }
+        }
+    }
+
+    /// <summary>Releases claims whose pages this thread mapped (its ioctl woke their waiters then), waking the range
+    /// only if a fault joined afterwards.</summary>
+    private void ReleaseJoined(ServedRegion r, long first, long count)
+    {
+        if (r.Claims.Release(first, count))
+        {
+            Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)count << r.PageShift);
         }
     }
 
@@ -221,7 +238,8 @@ internal sealed unsafe partial class FaultEngine
         {
             if (!r.Claims.TryClaim(p))
             {
-                p++; // its owner (a fill, an eviction, a write-back) wakes this fault when it is done
+                JoinOrWake(r, p); // its owner (a fill, an eviction, a write-back) wakes this fault when it is done
+                p++;
                 continue;
             }
             long q = p + 1;
@@ -270,7 +288,7 @@ internal sealed unsafe partial class FaultEngine
             }
             finally
             {
-                r.Claims.Release(p, q - p);
+                ReleaseJoined(r, p, q - p);
             }
             p = q;
         }
@@ -500,7 +518,7 @@ internal sealed unsafe partial class FaultEngine
                 }
                 finally
                 {
-                    r.Claims.Release(p, 1);
+                    ReleaseJoined(r, p, 1);
                 }
             }
             Log.ContinueKeepsFailing(_logger, start);

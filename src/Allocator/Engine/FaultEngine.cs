@@ -59,6 +59,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
     private volatile bool _active;
     private volatile bool _stopping;
     private int _spinner;
+    private int _polling;   // 1 while the spinner is polling the uffd (not while it fills)
     private int _running;
     private int _released;
 
@@ -88,7 +89,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         {
             for (int i = 0; i < fillThreads; i++)
             {
-                _threads[i] = new FillThread(i, _uffd.Handle, _stop);
+                _threads[i] = new FillThread(i, _uffd.Handle, _stop, active);
             }
         }
         catch
@@ -189,12 +190,30 @@ internal sealed unsafe partial class FaultEngine : IDisposable
 
     private void Loop(FillThread t)
     {
+        // Read the uffd only when epoll said it is readable (or right after a spin that found faults): after a batch
+        // the thread goes to epoll_wait, which returns at once if more faults came meanwhile (level-triggered), instead
+        // of a read that mostly finds the uffd empty (~1 µs a syscall here).
+        bool faultsReady = true;
         while (!_stopping)
         {
-            if (_active && DrainFaults(t))
+            if (faultsReady && _active)
             {
-                continue;
+                if (Volatile.Read(ref _polling) != 0)
+                {
+                    // A spinning thread is polling the uffd and takes this fault within a microsecond or two. Taking
+                    // it here would run the fill on the faulting thread's CPU (epoll wakes the waiter there) and
+                    // leave the spinner idle, which made spinning slower than not spinning (docs/BENCHMARKS.md §14).
+                    // Level-triggered epoll reports the uffd again until someone has read it, so a fault the spinner
+                    // leaves (its spin ends, or it starts a fill) is read here on the next round: none is lost.
+                    Thread.Yield();
+                }
+                else if (DrainFaults(t))
+                {
+                    faultsReady = false;
+                    continue;
+                }
             }
+            faultsReady = false;
             if (_urgent.TryDequeue(out var fill))
             {
                 Execute(t, ref fill);
@@ -213,7 +232,8 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                 long deadline = Stopwatch.GetTimestamp() + _spinTicks;
                 while (!_stopping && Stopwatch.GetTimestamp() < deadline && _urgent.IsEmpty)
                 {
-                    if (DrainFaults(t))
+                    Volatile.Write(ref _polling, 1);
+                    if (DrainFaults(t, spinning: true))
                     {
                         got = true;
                         deadline = Stopwatch.GetTimestamp() + _spinTicks;
@@ -223,19 +243,21 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                         Thread.Yield();
                     }
                 }
+                Volatile.Write(ref _polling, 0);
                 Volatile.Write(ref _spinner, 0);
                 if (got || !_urgent.IsEmpty)
                 {
+                    faultsReady = got;
                     continue;
                 }
             }
-            t.Wait(_workPending);
+            faultsReady = (t.Wait(_workPending) & FillThread.FaultsReady) != 0;
         }
     }
 
     /// <summary>Reads the uffd until it is empty; claims and plans the runs; queues all fills but the first, which
     /// this thread runs. False when there was no message.</summary>
-    private bool DrainFaults(FillThread t)
+    private bool DrainFaults(FillThread t, bool spinning = false)
     {
         // Allocation is counted where it happens, charged to the region concerned while the thread is inside it:
         // planning in ProcessBatch, each fill in Execute.
@@ -263,6 +285,11 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         if (!any)
         {
             return false;
+        }
+        if (spinning)
+        {
+            // The spinner stops polling while it fills: faults that come meanwhile are read by the epoll waiters.
+            Volatile.Write(ref _polling, 0);
         }
         // Everything but the first fill goes to the other threads now, so they read while this one reads too.
         for (int i = 1; i < t.PendingCount; i++)
@@ -396,12 +423,17 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             }
             if (!claims.TryClaim(p))
             {
-                p++; // in flight: that fill's ioctl wakes the faulting threads in its range
+                // In flight: the owner wakes the faulting threads when it releases the page (joined, see PageClaims).
+                if (fromFault && p >= demandFirst && p < demandEnd)
+                {
+                    JoinOrWake(r, p);
+                }
+                p++;
                 continue;
             }
             if (control.IsFilled(p))
             {
-                claims.Release(p, 1); // filled between the check and the claim: map it as filled
+                ReleaseAndWake(r, p, 1); // filled between the check and the claim: map it as filled
                 continue;
             }
             long e = p + 1;
@@ -409,14 +441,14 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             {
                 if (control.IsFilled(e))
                 {
-                    claims.Release(e, 1);
+                    ReleaseAndWake(r, e, 1);
                     break;
                 }
                 e++;
             }
             if (!r.TryEnter())
             {
-                claims.Release(p, e - p);
+                ReleaseAndWake(r, p, e - p);
                 return;
             }
             var fill = new Fill { Region = r, First = p, Count = e - p, DemandFirst = Math.Max(demandFirst, p), DemandEnd = Math.Min(demandEnd, e), Since = since, Marker = marker && p == from };
@@ -433,6 +465,16 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                 Execute(t, ref fill);
             }
             p = e;
+        }
+    }
+
+    /// <summary>A fault on a page someone else has claimed waits for the owner: marks it joined, so the owner's release
+    /// wakes it; wakes it now if the claim is already gone (the owner may have missed the mark).</summary>
+    private void JoinOrWake(ServedRegion r, long page)
+    {
+        if (!r.Claims.Join(page))
+        {
+            Wake(r, r.Start + ((ulong)page << r.PageShift), (ulong)r.PageSize);
         }
     }
 

@@ -15,6 +15,9 @@ internal sealed unsafe class FillThread : IDisposable
     /// decides whether the thread maps its pages or the watchdog poisons them.</summary>
     internal const long Idle = 0, Reading = 1, Resolving = 2, TimedOut = 3;
 
+    /// <summary>What woke <see cref="Wait"/>: bits, one per file descriptor of the epoll set.</summary>
+    internal const int FaultsReady = 1, WokenUp = 2, Stopping = 4;
+
     private readonly FileDescriptor _epoll;
     private readonly FileDescriptor _wakeup;
     private int _idle;
@@ -24,21 +27,32 @@ internal sealed unsafe class FillThread : IDisposable
     private long _deadlineTicks;
     private Fill _current;
 
-    public FillThread(int index, FileDescriptor uffd, FileDescriptor stop)
+    public FillThread(int index, FileDescriptor uffd, FileDescriptor stop, bool watchFaults)
     {
         Index = index;
+        _uffd = uffd;
         _wakeup = FileDescriptor.Check(Libc.Eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK), "eventfd");
         _epoll = FileDescriptor.Check(Libc.EpollCreate1(Libc.EPOLL_CLOEXEC), "epoll_create1");
-        Libc.EpollAdd(_epoll, uffd, Libc.EPOLLIN | Libc.EPOLLEXCLUSIVE, "userfaultfd");
-        Libc.EpollAdd(_epoll, _wakeup, Libc.EPOLLIN, "wakeup eventfd");
-        Libc.EpollAdd(_epoll, stop, Libc.EPOLLIN, "stop eventfd");
+        if (watchFaults)
+        {
+            WatchFaults();
+        }
+        Libc.EpollAdd(_epoll, _wakeup, Libc.EPOLLIN, "wakeup eventfd", WokenUp);
+        Libc.EpollAdd(_epoll, stop, Libc.EPOLLIN, "stop eventfd", Stopping);
         Messages = (Libc.UffdMsg*)NativeMemory.AlignedAlloc((nuint)(FaultEngine.BatchMessages * sizeof(Libc.UffdMsg)), 64);
         Keys = (ulong*)NativeMemory.AlignedAlloc(FaultEngine.BatchMessages * sizeof(ulong), 64);
         CopyBuffer = (byte*)NativeMemory.AlignedAlloc(FaultEngine.MaxRunBytes, 4096);
-        _events = (byte*)NativeMemory.Alloc(4 * Libc.EpollEventBytes);
+        _events = (byte*)NativeMemory.Alloc(MaxEvents * Libc.EpollEventBytes);
     }
 
     public int Index { get; }
+
+    /// <summary>Adds the uffd to this thread's epoll set. A standby pager's threads do not watch it until promotion:
+    /// with EPOLLEXCLUSIVE a fault wakes the first waiting epoll set on the uffd's queue, which could be a standby's
+    /// that may not serve it (it would spin on the readable uffd while the active pager's busy threads finish).</summary>
+    public void WatchFaults() => Libc.EpollAdd(_epoll, _uffd, Libc.EPOLLIN | Libc.EPOLLEXCLUSIVE, "userfaultfd", FaultsReady);
+
+    private readonly FileDescriptor _uffd;
 
     public Thread? Thread { get; set; }
 
@@ -67,19 +81,35 @@ internal sealed unsafe class FillThread : IDisposable
 
     public int PipeCapacity { get; set; }
 
-    /// <summary>Sleeps until a fault, work handed to this thread, or the stop signal. While it sleeps it is idle:
-    /// <see cref="TryWake"/> can give it work.</summary>
-    public void Wait(Func<bool> workPending)
+    /// <summary>Sleeps until a fault, work handed to this thread, or the stop signal; returns what woke it
+    /// (<see cref="FaultsReady"/>, <see cref="WokenUp"/>, <see cref="Stopping"/>; 0 when work was already pending).
+    /// While it sleeps it is idle: <see cref="TryWake"/> can give it work. The wake-up eventfd is read only when it
+    /// fired, and the caller reads the uffd only when it is readable: on this VM a syscall costs ~1 µs and a fault
+    /// took seven of them before (epoll_wait, read of the message, an eventfd read, pread, ioctl, a read that found
+    /// the uffd empty, epoll_wait again).</summary>
+    public int Wait(Func<bool> workPending)
     {
         Volatile.Write(ref _idle, 1);
+        int woke = 0;
         // Work queued between the caller's last look and the idle mark would find no idle thread: look again.
         if (!workPending())
         {
-            _ = Libc.EpollWait(_epoll, _events, 4, -1);
+            int n = Libc.EpollWait(_epoll, _events, MaxEvents, -1);
+            for (int i = 0; i < n; i++)
+            {
+                woke |= (int)Libc.EpollTag(_events, i);
+            }
         }
-        Volatile.Write(ref _idle, 0);
-        Libc.Drain(_wakeup);
+        // A TryWake that raced the return still signals the eventfd; the next Wait then returns at once and drains
+        // it (one spare round, never a lost wake-up).
+        if (Interlocked.Exchange(ref _idle, 0) == 0 || (woke & WokenUp) != 0)
+        {
+            Libc.Drain(_wakeup);
+        }
+        return woke;
     }
+
+    private const int MaxEvents = 4;
 
     /// <summary>Wakes this thread if it is idle (one wake-up per idle period). False when it is busy.</summary>
     public bool TryWake()

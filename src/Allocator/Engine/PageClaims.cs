@@ -8,15 +8,41 @@ namespace Paging.Engine;
 /// read-ahead that finds a page claimed joins the fill in flight — the fill's UFFDIO_CONTINUE/COPY wakes every
 /// thread waiting on its range — so a page is never filled twice at once, and no lock is taken per page.
 /// </summary>
+/// <para>A fault that meets a claimed page <see cref="Join"/>s it: the owner may have mapped the page already and the
+/// page been unmapped again since (reclaim, DAMON, an eviction, a Discard), so the owner's ioctl is not enough — the
+/// release reports joined pages and the releaser wakes them (a joined bit costs nothing when no fault joined).</para>
 internal sealed class PageClaims(long pages) : PageBits(pages)
 {
+    private readonly PageBits _joined = new(pages);
+
     /// <summary>Claims one page; false when someone else holds it.</summary>
     public bool TryClaim(long page) => TrySet(page);
 
     public bool IsClaimed(long page) => IsSet(page);
 
-    /// <summary>Releases pages [first, first+count), a word at a time.</summary>
-    public void Release(long first, long count) => Clear(first, count);
+    /// <summary>Records that a fault on <paramref name="page"/> waits for the claim's owner. False when the claim was
+    /// released meanwhile (the owner may not have seen the mark): the caller wakes the page itself.</summary>
+    public bool Join(long page)
+    {
+        _ = _joined.TrySet(page);
+        // Full fences on both sides (Interlocked): the releaser clears the claim then reads the marks, the joiner sets
+        // the mark then reads the claim, so one of the two sees the other.
+        return IsSet(page);
+    }
+
+    /// <summary>Releases pages [first, first+count), a word at a time; true when a fault joined one of them (the marks
+    /// are cleared): the caller must wake the range.</summary>
+    public bool Release(long first, long count)
+    {
+        Clear(first, count);
+        return _joined.TestAndClear(first, count);
+    }
+
+    public override void Dispose()
+    {
+        _joined.Dispose();
+        base.Dispose();
+    }
 }
 
 /// <summary>One bit per page in pager-private memory (anonymous, MAP_NORESERVE: committed only where pages are
@@ -59,5 +85,27 @@ internal unsafe class PageBits : IDisposable
         }
     }
 
-    public void Dispose() => _mapping.Dispose();
+    /// <summary>Clears bits [first, first+count); true when any was set.</summary>
+    public bool TestAndClear(long first, long count)
+    {
+        long end = first + count;
+        bool any = false;
+        while (first < end)
+        {
+            int bit = (int)(first & 63);
+            int n = (int)Math.Min(64 - bit, end - first);
+            ulong mask = n == 64 ? ulong.MaxValue : ((1UL << n) - 1) << bit;
+            ref ulong word = ref _bits[first >> 6];
+            // A plain read first (the caller's Interlocked clear of the claim is a full fence before it): no locked
+            // instruction unless a fault joined.
+            if ((Volatile.Read(ref word) & mask) != 0)
+            {
+                any |= (Interlocked.And(ref word, ~mask) & mask) != 0;
+            }
+            first += n;
+        }
+        return any;
+    }
+
+    public virtual void Dispose() => _mapping.Dispose();
 }
