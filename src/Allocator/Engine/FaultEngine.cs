@@ -59,7 +59,6 @@ internal sealed unsafe partial class FaultEngine : IDisposable
     private volatile bool _active;
     private volatile bool _stopping;
     private int _spinner;
-    private int _polling;   // 1 while the spinner is polling the uffd (not while it fills)
     private int _running;
     private int _released;
 
@@ -196,22 +195,10 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         bool faultsReady = true;
         while (!_stopping)
         {
-            if (faultsReady && _active)
+            if (faultsReady && _active && DrainFaults(t))
             {
-                if (Volatile.Read(ref _polling) != 0)
-                {
-                    // A spinning thread is polling the uffd and takes this fault within a microsecond or two. Taking
-                    // it here would run the fill on the faulting thread's CPU (epoll wakes the waiter there) and
-                    // leave the spinner idle, which made spinning slower than not spinning (docs/BENCHMARKS.md §14).
-                    // Level-triggered epoll reports the uffd again until someone has read it, so a fault the spinner
-                    // leaves (its spin ends, or it starts a fill) is read here on the next round: none is lost.
-                    Thread.Yield();
-                }
-                else if (DrainFaults(t))
-                {
-                    faultsReady = false;
-                    continue;
-                }
+                faultsReady = false;
+                continue;
             }
             faultsReady = false;
             if (_urgent.TryDequeue(out var fill))
@@ -232,8 +219,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                 long deadline = Stopwatch.GetTimestamp() + _spinTicks;
                 while (!_stopping && Stopwatch.GetTimestamp() < deadline && _urgent.IsEmpty)
                 {
-                    Volatile.Write(ref _polling, 1);
-                    if (DrainFaults(t, spinning: true))
+                    if (DrainFaults(t))
                     {
                         got = true;
                         deadline = Stopwatch.GetTimestamp() + _spinTicks;
@@ -243,7 +229,6 @@ internal sealed unsafe partial class FaultEngine : IDisposable
                         Thread.Yield();
                     }
                 }
-                Volatile.Write(ref _polling, 0);
                 Volatile.Write(ref _spinner, 0);
                 if (got || !_urgent.IsEmpty)
                 {
@@ -257,7 +242,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
 
     /// <summary>Reads the uffd until it is empty; claims and plans the runs; queues all fills but the first, which
     /// this thread runs. False when there was no message.</summary>
-    private bool DrainFaults(FillThread t, bool spinning = false)
+    private bool DrainFaults(FillThread t)
     {
         // Allocation is counted where it happens, charged to the region concerned while the thread is inside it:
         // planning in ProcessBatch, each fill in Execute.
@@ -285,11 +270,6 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         if (!any)
         {
             return false;
-        }
-        if (spinning)
-        {
-            // The spinner stops polling while it fills: faults that come meanwhile are read by the epoll waiters.
-            Volatile.Write(ref _polling, 0);
         }
         // Everything but the first fill goes to the other threads now, so they read while this one reads too.
         for (int i = 1; i < t.PendingCount; i++)
