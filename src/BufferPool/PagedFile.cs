@@ -44,7 +44,9 @@ public sealed unsafe class PagedFile : IDisposable
         Path = path;
     }
 
-    /// <summary>Opens <paramref name="path"/> (which must exist) as a region of <see cref="PageSize"/>-byte pages.</summary>
+    /// <summary>Opens <paramref name="path"/> (which must exist) as a region of <see cref="PageSize"/>-byte pages. A file
+    /// whose length is not a multiple of the page size ends in a partial page that reads as the file's bytes, then
+    /// zeros; once that page is written back the file grows to the page's end (no write past the old end is dropped).</summary>
     /// <exception cref="ArgumentException">a budget under 4 MiB, or a capacity smaller than one page.</exception>
     /// <exception cref="PagerException">the pager cannot open the file (or O_DIRECT is not supported where it lives).</exception>
     public static PagedFile Open(PagingRuntime runtime, string path, PagedFileOptions options)
