@@ -123,14 +123,8 @@ internal sealed unsafe partial class FaultEngine
         }
         finally
         {
-            region.Claims.Release(first, claimed - first);
-            // A fault on a page this Discard held was read and left to the claim's owner, as faults on claimed pages
-            // are (a fill's ioctl wakes them): the owner was this Discard, which maps nothing, so it wakes them here
-            // and they fault again on a hole (a fresh fill). Without it they waited forever.
-            if (claimed > first)
-            {
-                Wake(region, region.Start + ((ulong)first << region.PageShift), (ulong)(claimed - first) << region.PageShift);
-            }
+            // The pages are no longer filled: faults that joined the claim are woken and fault again on a hole.
+            ReleaseClaims(region, first, claimed - first);
             region.Exit();
         }
     }

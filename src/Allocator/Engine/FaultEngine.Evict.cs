@@ -294,7 +294,7 @@ internal sealed unsafe partial class FaultEngine
                     }
                     else
                     {
-                        ReleaseAndWake(r, p, 1);
+                        ReleaseClaims(r, p, 1);
                     }
                 }
             }
@@ -573,7 +573,7 @@ internal sealed unsafe partial class FaultEngine
                 {
                     for (int i = 0; i < count; i++)
                     {
-                        ReleaseAndWake(r, s.Victims[i], 1);
+                        ReleaseClaims(r, s.Victims[i], 1);
                     }
                     throw new PagerException($"page {p} of region {r.Id} stayed in flight past the read deadline");
                 }
@@ -585,19 +585,10 @@ internal sealed unsafe partial class FaultEngine
             }
             else
             {
-                ReleaseAndWake(r, p, 1);
+                ReleaseClaims(r, p, 1);
             }
         }
         return count;
-    }
-
-    /// <summary>Releases claimed pages that no fill maps, and wakes them: a fault that met the claim was read and left
-    /// to the claim's owner (faults join fills in flight, whose ioctl wakes them), so an owner that maps nothing
-    /// (an eviction that gave a page up, a Discard) must wake them itself or they wait forever.</summary>
-    private void ReleaseAndWake(ServedRegion r, long first, long count)
-    {
-        r.Claims.Release(first, count);
-        Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)count << r.PageShift);
     }
 }
 

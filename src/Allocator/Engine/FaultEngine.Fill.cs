@@ -60,9 +60,10 @@ internal sealed unsafe partial class FaultEngine
         }
     }
 
-    /// <summary>Releases a fill's claims. Threads that faulted on its pages while it ran joined it (their fault saw the
-    /// claim and waits for this fill's ioctl): any page it did not map — a failed read-ahead page, an abandoned read —
-    /// is woken after the release, so its waiters fault again and get a fill of their own instead of waiting forever.</summary>
+    /// <summary>Releases claims — a fill's, a Discard's, an eviction's, any — and wakes the range when a fault may be
+    /// waiting on it: one joined the claim (see <see cref="PageClaims.Join"/>: the owner's ioctl may have come before
+    /// it), or a page is not filled (a failed read-ahead page, an abandoned read, a page given up or punched), so its
+    /// waiters fault again and get a fill of their own instead of waiting forever.</summary>
     private void ReleaseClaims(ServedRegion r, long first, long count)
     {
         if (r.Claims.Release(first, count))
@@ -212,18 +213,8 @@ internal sealed unsafe partial class FaultEngine
             }
             finally
             {
-                ReleaseJoined(r, p, 1);
+                ReleaseClaims(r, p, 1);
             }
-        }
-    }
-
-    /// <summary>Releases claims whose pages this thread mapped (its ioctl woke their waiters then), waking the range
-    /// only if a fault joined afterwards.</summary>
-    private void ReleaseJoined(ServedRegion r, long first, long count)
-    {
-        if (r.Claims.Release(first, count))
-        {
-            Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)count << r.PageShift);
         }
     }
 
@@ -288,7 +279,7 @@ internal sealed unsafe partial class FaultEngine
             }
             finally
             {
-                ReleaseJoined(r, p, q - p);
+                ReleaseClaims(r, p, q - p);
             }
             p = q;
         }
@@ -518,7 +509,7 @@ internal sealed unsafe partial class FaultEngine
                 }
                 finally
                 {
-                    ReleaseJoined(r, p, 1);
+                    ReleaseClaims(r, p, 1);
                 }
             }
             Log.ContinueKeepsFailing(_logger, start);

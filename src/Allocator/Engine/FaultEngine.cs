@@ -413,7 +413,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             }
             if (control.IsFilled(p))
             {
-                ReleaseAndWake(r, p, 1); // filled between the check and the claim: map it as filled
+                ReleaseClaims(r, p, 1); // filled between the check and the claim: map it as filled
                 continue;
             }
             long e = p + 1;
@@ -421,14 +421,14 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             {
                 if (control.IsFilled(e))
                 {
-                    ReleaseAndWake(r, e, 1);
+                    ReleaseClaims(r, e, 1);
                     break;
                 }
                 e++;
             }
             if (!r.TryEnter())
             {
-                ReleaseAndWake(r, p, e - p);
+                ReleaseClaims(r, p, e - p);
                 return;
             }
             var fill = new Fill { Region = r, First = p, Count = e - p, DemandFirst = Math.Max(demandFirst, p), DemandEnd = Math.Min(demandEnd, e), Since = since, Marker = marker && p == from };
