@@ -187,8 +187,7 @@ internal sealed unsafe partial class FaultEngine
         {
             if (status == PageReadStatus.Data)
             {
-                r.Control.Add(RegionStat.BytesRead, _length);
-                Metrics.PagerMetrics.BytesRead.Add(_length);
+                CountBytesRead(r, _fill.First << r.PageShift, _length);
             }
             long count = _fill.Count;
             if (r.Kind == ArenaKind.Anonymous)

@@ -621,8 +621,7 @@ internal sealed unsafe partial class FaultEngine
                 status = r.Store.Read(offset, destination);
                 if (status == PageReadStatus.Data)
                 {
-                    r.Control.Add(RegionStat.BytesRead, destination.Length);
-                    PagerMetrics.BytesRead.Add(destination.Length);
+                    CountBytesRead(r, offset, destination.Length);
                 }
                 return true;
             }
@@ -640,6 +639,19 @@ internal sealed unsafe partial class FaultEngine
                 status = default;
                 return false;
             }
+        }
+    }
+
+    /// <summary>Counts a read's bytes that lie in the store, in whole pages (as the splice path counts them): a run
+    /// reaching past the store's end (read-ahead over the last page) reads zeros there, not the store.</summary>
+    internal static void CountBytesRead(ServedRegion r, long offset, long length)
+    {
+        long inStore = Math.Clamp(r.Store.Length - offset, 0, length);
+        long read = Math.Min(length, (inStore + r.PageSize - 1) & ~(long)(r.PageSize - 1));
+        if (read > 0)
+        {
+            r.Control.Add(RegionStat.BytesRead, read);
+            PagerMetrics.BytesRead.Add(read);
         }
     }
 
