@@ -33,6 +33,15 @@ internal static unsafe partial class Native
     [LibraryImport("libc", EntryPoint = "close")]
     public static partial int Close(int fd);
 
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "pread", SetLastError = true)]
+    public static partial nint Pread(int fd, void* buffer, nuint count, long offset);
+
+    /// <summary>O_DIRECT on x86_64 (0x10000 on arm64).</summary>
+    public static int ODirect => System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.Arm64 ? 0x10000 : 0x4000;
+
     public const int MADV_DONTNEED = 4;
 }
 

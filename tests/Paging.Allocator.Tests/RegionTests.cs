@@ -191,6 +191,67 @@ public sealed unsafe class RegionTests(RuntimeFixture fixture)
         Assert.InRange(stats.BytesRead, slicePages * 4096, (slicePages + stats.StaleFaults) * 4096);
     }
 
+    [Theory]
+    [InlineData(ArenaKind.Anonymous)]
+    [InlineData(ArenaKind.Shmem)]
+    public void SystemCallsOnUntouchedPagesFaultLikeTheApplication(ArenaKind arena)
+    {
+        // The kernel touches a region's pages on the application's behalf: write(2) reads them (copy_from_user), read(2)
+        // writes them (copy_to_user), O_DIRECT pins them (get_user_pages). Each is a fault the pager serves (the uffd is
+        // not created user-mode-only); none may fail with EFAULT, hang, or mix file and pager bytes.
+        using var file = TestData.CreateFile(4 << 20, seed: 11);
+        using var other = TestData.CreateFile(1 << 20, seed: 12);
+        using var region = _runtime.CreateRegion(new RegionOptions
+        {
+            Arena = arena, Length = 4 << 20, Store = PageStoreDescriptor.File(file.Path), Prefetch = PrefetchOptions.None,
+        });
+        var copyPath = file.Path + ".copy";
+        try
+        {
+            Run.Within(TimeSpan.FromSeconds(30), () =>
+            {
+                // write(2) of 1 MiB of untouched pages: the copy on disk is the file's bytes.
+                using (var copy = File.OpenHandle(copyPath, FileMode.Create, FileAccess.Write))
+                {
+                    RandomAccess.Write(copy, region.AsSpan(1 << 20, 1 << 20), 0);
+                }
+                var copied = File.ReadAllBytes(copyPath);
+                Assert.Equal(1 << 20, copied.Length);
+                Assert.True(TestData.FirstMismatch(copied, 1 << 20, file.Length, file.Seed) < 0, "write(2) from the region wrote wrong bytes");
+                // read(2) into untouched pages: after it they hold the other file's bytes (a fill after the read would
+                // have overwritten them with the region's file).
+                using (var source = File.OpenHandle(other.Path))
+                {
+                    Assert.Equal(1 << 20, RandomAccess.Read(source, region.AsSpan(2 << 20, 1 << 20), 0));
+                }
+                Assert.True(TestData.FirstMismatch(region.AsSpan(2 << 20, 1 << 20), 0, other.Length, other.Seed) < 0, "read(2) into the region");
+                // O_DIRECT into untouched pages (pinned by get_user_pages, DMA-style), 64 KiB at a time.
+                int direct = Native.Open(other.Path, Native.ODirect);
+                Assert.True(direct >= 0, $"open(O_DIRECT) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+                try
+                {
+                    for (int off = 0; off < (1 << 20); off += 64 << 10)
+                    {
+                        nint n = Native.Pread(direct, (void*)(region.Pointer + (3 << 20) + off), 64 << 10, off);
+                        Assert.True(n == 64 << 10, $"pread(O_DIRECT) into the region returned {n}, errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+                    }
+                }
+                finally
+                {
+                    _ = Native.Close(direct);
+                }
+                Assert.True(TestData.FirstMismatch(region.AsSpan(3 << 20, 1 << 20), 0, other.Length, other.Seed) < 0, "O_DIRECT read into the region");
+                // Untouched by any of that: still the region's file.
+                Run.AssertMatchesFile(region.AsSpan(0, 1 << 20), 0, file, "the first MiB");
+            }, "system calls on the region");
+        }
+        finally
+        {
+            File.Delete(copyPath);
+        }
+        Assert.Equal(0, region.Statistics.Errors);
+    }
+
     [Fact]
     public void BadInputIsAClearException()
     {
