@@ -646,7 +646,13 @@ internal sealed unsafe partial class FaultEngine
     /// reaching past the store's end (read-ahead over the last page) reads zeros there, not the store.</summary>
     internal static void CountBytesRead(ServedRegion r, long offset, long length)
     {
-        long inStore = Math.Clamp(r.Store.Length - offset, 0, length);
+        long known = Volatile.Read(ref r.StoreLengthSeen);
+        if (offset + length > known)
+        {
+            known = r.Store.Length; // only near or past the end (a file store's Length is an fstat)
+            Volatile.Write(ref r.StoreLengthSeen, known);
+        }
+        long inStore = Math.Clamp(known - offset, 0, length);
         long read = Math.Min(length, (inStore + r.PageSize - 1) & ~(long)(r.PageSize - 1));
         if (read > 0)
         {

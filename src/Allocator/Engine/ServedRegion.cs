@@ -72,6 +72,10 @@ internal sealed unsafe class ServedRegion : IDisposable
     /// <summary>The region's own memory budget in pages (0: none).</summary>
     public long BudgetPages { get; }
 
+    /// <summary>The store's length when last asked, for counting the bytes a read took from it: asking costs a
+    /// syscall for a file store (fstat: its file may grow), so it is asked again only for a read reaching past this.</summary>
+    public long StoreLengthSeen;
+
     /// <summary>The store accepts writes: dirty pages can be written back (otherwise they stay resident).</summary>
     public bool Writable { get; }
 
