@@ -11,7 +11,7 @@ public sealed class ArchitectureTests
     /// <summary>The public API sits in folder Application but in the root namespace Paging (users write `using
     /// Paging;`); these are its types. The other root types are the shared vocabulary (ArenaKind, Errno, exceptions).</summary>
     private static readonly HashSet<string> s_applicationTypes =
-        ["PagingRuntime", "Region", "RegionMemoryManager", "Arena", "RegionOptions", "PrefetchOptions", "PagingRuntimeOptions", "RegionStatistics"];
+        ["PagingRuntime", "Region", "RegionMemoryManager", "Arena", "RegionOptions", "PrefetchOptions", "PagingRuntimeOptions", "RegionStatistics", "Unmapper"];
 
     private static readonly Dictionary<short, OpCode> s_opcodes = typeof(OpCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
         .Select(f => (OpCode)f.GetValue(null)!).ToDictionary(o => o.Value);

@@ -72,4 +72,112 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
             _runtime.CreateRegion(new RegionOptions { Arena = ArenaKind.HugeTlb, Length = (free + 64) * Huge }));
         Assert.Contains("nr_hugepages", e.Message);
     }
+
+    [Fact]
+    public void ABudgetHoldsUnderRandomTouchesAndEveryByteIsRight()
+    {
+        // 32 huge pages of file behind a budget of 8: the clock asks the region's unmapper to unmap huge pages (the pager
+        // cannot), a touch maps one back with a MINOR fault, one left alone is evicted (punched out of the memfd).
+        const long length = 32L * Huge, budget = 8L * Huge;
+        const int threads = 4;
+        using var file = TestData.CreateFile(length, seed: 51);
+        using var region = _runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.HugeTlb, Length = length, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = budget, Prefetch = PrefetchOptions.None,
+        });
+        string? failure = null;
+        long touches = 0, deadline = Environment.TickCount64 + 3000;
+        Run.Within(TimeSpan.FromSeconds(120), () =>
+        {
+            var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+            {
+                var rng = new Random(t);
+                while (Environment.TickCount64 < deadline && Volatile.Read(ref failure) is null)
+                {
+                    long off = rng.NextInt64(length / 4096) * 4096;
+                    long bad = TestData.FirstMismatch(region.AsSpan(off, 4096), off, file.Length, file.Seed);
+                    if (bad >= 0)
+                    {
+                        Interlocked.CompareExchange(ref failure, $"thread {t}: wrong byte at offset {off + bad}", null);
+                    }
+                    Interlocked.Increment(ref touches);
+                }
+            })).ToList();
+            workers.ForEach(w => w.Start());
+            workers.ForEach(w => w.Join());
+        }, "random touches under a hugetlbfs budget");
+        Assert.True(failure is null, failure);
+        var stats = region.Statistics;
+        Assert.True(stats.PagesUnmapped > 0 && stats.PagesEvicted > 0, $"nothing was unmapped or evicted: {stats}");
+        // Slack: a fill already past its budget check per touching thread (one huge page each).
+        Assert.True(stats.PeakResidentPages <= budget / Huge + threads, $"peak resident {stats.PeakResidentPages} huge pages over the budget of {budget / Huge} + {threads} ({stats})");
+        Assert.Equal(0, stats.Errors);
+        Assert.Equal(0, stats.PagesWrittenBack); // clean pages (the uffd-wp marker the unmapping leaves proves it) are never written
+        Assert.True(touches > 100, $"only {touches} touches");
+    }
+
+    [Fact]
+    public void WritesUnderEvictionReachTheFileAfterFlush()
+    {
+        const long length = 16L * Huge, budget = 8L * Huge;
+        const int threads = 2, writesPerThread = 20_000;
+        using var file = TestData.CreateFile(length, seed: 53);
+        var expected = new ulong[length / 8];
+        for (long w = 0; w < expected.Length; w++)
+        {
+            expected[w] = TestData.WordAt(w * 8, file.Seed);
+        }
+        using (var region = _runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.HugeTlb, Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), MemoryBudget = budget,
+            Prefetch = PrefetchOptions.None,
+        }))
+        {
+            Run.Within(TimeSpan.FromSeconds(180), () =>
+            {
+                // Thread t owns the 4 KiB blocks b with b % threads == t (the model needs no lock); every huge page gets
+                // writes from both threads.
+                var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+                {
+                    var rng = new Random(200 + t);
+                    ulong* words = (ulong*)region.Pointer;
+                    long blocks = length / 4096;
+                    for (int i = 0; i < writesPerThread; i++)
+                    {
+                        long block = rng.NextInt64(blocks / threads) * threads + t;
+                        long word = block * 512 + rng.Next(512);
+                        ulong value = ((ulong)t << 56) | ((ulong)i << 20) | (uint)rng.Next(1 << 20);
+                        words[word] = value;
+                        expected[word] = value;
+                    }
+                })).ToList();
+                workers.ForEach(w => w.Start());
+                workers.ForEach(w => w.Join());
+                region.Flush();
+            }, "writes under hugetlbfs eviction");
+            var stats = region.Statistics;
+            Assert.True(stats.PagesEvicted > 0 && stats.PagesWrittenBack > 0, $"no eviction with write-back happened: {stats}");
+            Assert.Equal(0, stats.WriteErrors);
+            for (long w = 0; w < expected.Length; w++)
+            {
+                ulong got = ((ulong*)region.Pointer)[w];
+                Assert.True(got == expected[w], $"word {w} (huge page {w * 8 / Huge}) through the region: {got:x} expected {expected[w]:x}");
+            }
+        }
+        var onDisk = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path));
+        for (long w = 0; w < expected.Length; w++)
+        {
+            Assert.True(onDisk[(int)w] == expected[w], $"word {w} (huge page {w * 8 / Huge}) in the file: {onDisk[(int)w]:x} expected {expected[w]:x}");
+        }
+    }
+
+    [Fact]
+    public void ABudgetOfFewerThanEightHugePagesIsRefused()
+    {
+        var e = Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.HugeTlb, Length = 16L * Huge, MemoryBudget = 4L * Huge,
+        }));
+        Assert.Contains("8 huge pages", e.Message, StringComparison.Ordinal);
+    }
 }

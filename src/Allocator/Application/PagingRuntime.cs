@@ -95,9 +95,13 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         long pages = options.Length / pageSize;
         if (options.TracksWrites)
         {
-            if (options.Arena != ArenaKind.Shmem)
+            if (options.Arena == ArenaKind.Anonymous)
             {
-                throw new ArgumentException($"MemoryBudget and WriteBack need a Shmem arena, not {options.Arena}: the pager unmaps and frees shmem pages by itself, while anonymous pages can only be dropped by the application and hugetlbfs pages cannot be unmapped by reclaim", nameof(options));
+                throw new ArgumentException("MemoryBudget and WriteBack need a Shmem or HugeTlb arena, not Anonymous: an anonymous page lives only in its mapping, so evicting it means dropping it, and a write landing between the dirty check and the drop would be lost (the kernel has no atomic check-and-drop for another process); use ArenaKind.Shmem, whose pages stay in a file the pager can write back and punch", nameof(options));
+            }
+            if (options.Arena == ArenaKind.HugeTlb && options.MemoryBudget is { } b && b < 8L * pageSize)
+            {
+                throw new ArgumentException($"a hugetlbfs region's memory budget must hold at least 8 huge pages ({8L * pageSize >> 20} MiB), not {b >> 20} MiB: the evictor keeps 1/8 of the budget free for fills in flight", nameof(options));
             }
             if ((_uffd.Features & TrackingFeatures) != TrackingFeatures)
             {

@@ -25,6 +25,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     private int _disposeRequested;
     private int _references = 1; // the owner's, dropped by Dispose; each pinned view adds one
     private int _tornDown;
+    private readonly Unmapper? _unmapper; // hugetlbfs regions under a budget: unmaps what the pager's clock asks
 
     internal Region(PagingRuntime runtime, ulong id, Arena arena, RegionControlBlock control, FileDescriptor controlFd,
         PageStoreDescriptor store, PrefetchOptions prefetch, bool tracksWrites = false)
@@ -37,6 +38,10 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         _controlFd = controlFd;
         Store = store;
         Prefetch = prefetch;
+        if (tracksWrites && arena.Kind == ArenaKind.HugeTlb)
+        {
+            _unmapper = new Unmapper(control, arena.User.Address, arena.PageSize);
+        }
     }
 
     internal ulong Id { get; }
@@ -347,6 +352,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
             return;
         }
         _runtime.RemoveRegion(this);
+        _unmapper?.Dispose(); // the pager posts no more: stop the thread before the mapping it advises goes
         _arena.Dispose();
         _control.Dispose();
         _controlFd.Dispose();

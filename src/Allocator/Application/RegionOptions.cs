@@ -65,10 +65,11 @@ public sealed class RegionOptions
     } = new();
 
     /// <summary>Bytes of this region the pager keeps resident (null: no budget of its own). Past it, the pager evicts
-    /// cold pages (CLOCK, second chance), writing dirty ones back first. At least 4 MiB; shmem arenas only (the pager
-    /// unmaps and frees shmem pages by itself; anonymous pages need the application's own madvise and hugetlbfs pages
-    /// cannot be unmapped by reclaim). Turns on write tracking (<see cref="WriteBack"/> semantics for writes: a dirty
-    /// page is never dropped; with a read-only store it stays resident).</summary>
+    /// cold pages (CLOCK, second chance), writing dirty ones back first. At least 4 MiB (16 MiB, 8 huge pages, for a
+    /// hugetlbfs arena); shmem and hugetlbfs arenas only (the pager unmaps shmem pages by itself; for hugetlbfs, which
+    /// it cannot unmap in another process, a thread of the region unmaps what its clock asks; an anonymous page cannot
+    /// be evicted without a race that could lose a write). Turns on write tracking (<see cref="WriteBack"/> semantics
+    /// for writes: a dirty page is never dropped; with a read-only store it stays resident).</summary>
     public long? MemoryBudget
     {
         get;
@@ -84,7 +85,7 @@ public sealed class RegionOptions
 
     /// <summary>Track writes (WP_ASYNC + PAGEMAP_SCAN: no fault per write) so <see cref="Region.Flush"/> writes them
     /// back to the store and eviction never drops one. Needs a writable store to flush
-    /// (<c>PageStoreDescriptor.File(path, writable: true)</c>) and a shmem arena.</summary>
+    /// (<c>PageStoreDescriptor.File(path, writable: true)</c>) and a shmem or hugetlbfs arena.</summary>
     public bool WriteBack { get; init; }
 
     /// <summary>The smallest budget: 4 MiB, 16 fill threads' 256 KiB runs.</summary>

@@ -211,7 +211,7 @@ internal sealed unsafe partial class FaultEngine
         bool drained = false;
         while (evicted < want && visited < limit && !_stopping)
         {
-            if (!drained && visited >= r.Pages)
+            if (!drained && visited >= r.Pages && r.Kind != ArenaKind.HugeTlb)
             {
                 // A whole turn and still short: pages filled last may be waiting in a CPU's LRU batch, where reclaim
                 // cannot unmap them.
@@ -256,6 +256,11 @@ internal sealed unsafe partial class FaultEngine
         var cold = r.Cold!;
         var control = r.Control;
         int victims = 0, unmaps = 0;
+        // Hugetlbfs: the application's unmapper unmaps (see Unmapper), one request of at most UnmapSlots ranges at a
+        // time; a mapped page is marked cold only if this step's request will carry it.
+        bool mailbox = r.Kind == ArenaKind.HugeTlb;
+        bool canUnmap = !mailbox || control.UnmapMailboxFree;
+        int ranges = 0;
         for (long p = first; p < end; p++)
         {
             if (!control.IsFilled(p) || r.Claims.IsClaimed(p) || control.IsPinned(p))
@@ -264,6 +269,15 @@ internal sealed unsafe partial class FaultEngine
             }
             if ((categories[(int)(p - first)] & PageCategory.Present) != 0)
             {
+                if (!canUnmap)
+                {
+                    continue;
+                }
+                if (mailbox && (unmaps == 0 || s.Unmap[unmaps - 1] != p - 1) && ++ranges > RegionControlBlock.UnmapSlots)
+                {
+                    canUnmap = false;
+                    continue;
+                }
                 if (!cold.TrySet(p))
                 {
                     control.Add(RegionStat.SecondChances, 1);
@@ -307,9 +321,15 @@ internal sealed unsafe partial class FaultEngine
         return evicted;
     }
 
-    /// <summary>Unmaps pages s.Unmap[0..count) from the application with one process_madvise(MADV_PAGEOUT).</summary>
+    /// <summary>Unmaps pages s.Unmap[0..count) from the application with one process_madvise(MADV_PAGEOUT), or, for
+    /// hugetlbfs, posts them to the application's unmapper (SweepWindow kept them within one request).</summary>
     private void PageOut(ServedRegion r, WriteBackScratch s, int count)
     {
+        if (r.Kind == ArenaKind.HugeTlb)
+        {
+            r.Control.Add(RegionStat.PagesUnmapped, r.Control.TryPostUnmap(s.Unmap.AsSpan(0, count)));
+            return;
+        }
         int runs = 0;
         for (int i = 0; i < count;)
         {
@@ -602,8 +622,11 @@ internal sealed unsafe class WriteBackScratch : IDisposable
     public long[] Victims { get; } = new long[FaultEngine.ClockWindowPages];
     public long[] Unmap { get; } = new long[FaultEngine.ClockWindowPages];
 
-    /// <summary>A run's snapshot for write-back: 256 KiB, 4 KiB aligned (PageCopy's aligned stores).</summary>
-    public byte* Snapshot { get; } = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(FaultEngine.MaxRunBytes, 4096);
+    /// <summary>A run's snapshot for write-back: 256 KiB of 4 KiB pages or one 2 MiB huge page (a run is at least a
+    /// page), 4 KiB aligned (PageCopy's aligned stores). Untouched memory until a write-back uses it.</summary>
+    public byte* Snapshot { get; } = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(SnapshotBytes, 4096);
+
+    internal const int SnapshotBytes = FaultEngine.MaxRunBytes > (2 << 20) ? FaultEngine.MaxRunBytes : 2 << 20;
 
     public void Dispose() => System.Runtime.InteropServices.NativeMemory.AlignedFree(Snapshot);
 }

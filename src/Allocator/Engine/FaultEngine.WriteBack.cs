@@ -311,6 +311,10 @@ internal sealed unsafe partial class FaultEngine
     /// false when the kernel kept one (it skips a page it cannot isolate at that moment).</summary>
     private bool Quiesce(ServedRegion r, WriteBackScratch s, int count)
     {
+        if (r.Kind == ArenaKind.HugeTlb)
+        {
+            return false; // only the application can unmap its huge pages, and a write-back must not wait for it
+        }
         var ranges = s.IoVecs.AsSpan(0, Math.Min(count, s.IoVecs.Length));
         for (int k = 0; k < ranges.Length; k++)
         {

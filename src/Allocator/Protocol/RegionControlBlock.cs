@@ -71,8 +71,8 @@ internal enum RegionStat
 /// </summary>
 internal sealed unsafe class RegionControlBlock : IDisposable
 {
-    /// <summary>"PGGCTL02" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
-    private const ulong Magic = 0x32304C5443474750;
+    /// <summary>"PGGCTL03" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
+    private const ulong Magic = 0x33304C5443474750;
     private const int FlagsOffset = 16;
 
     /// <summary>Header flag: a pager is between a re-protecting dirty scan and recording its result in the dirty
@@ -83,6 +83,19 @@ internal sealed unsafe class RegionControlBlock : IDisposable
     private const int StatsOffset = 64;
     private const int LatencyOffset = 1024;
     internal const int LatencyBuckets = 64;
+
+    // The unmap mailbox (hugetlbfs regions under a budget): the pager cannot unmap huge pages in the application
+    // (process_madvise refuses MADV_DONTNEED for another process, and MADV_PAGEOUT skips hugetlb), so it posts the
+    // ranges here and the application's unmapper thread, waiting on RequestSeq with a shared futex, unmaps them.
+    private const int MailboxOffset = 2048;
+    private const int RequestSeqOffset = MailboxOffset;        // int: bumped by the pager per request (the futex word)
+    private const int DoneSeqOffset = MailboxOffset + 4;       // int: the request the application finished
+    private const int StopOffset = MailboxOffset + 8;          // int: 1 when the application's unmapper must exit
+    private const int RangeCountOffset = MailboxOffset + 12;   // int
+    private const int RangesOffset = MailboxOffset + 16;       // UnmapSlots × (long first page, long pages)
+
+    /// <summary>Ranges per unmap request: 64 × 16 B = 1 KiB of the header (ends at byte 3088 of 4096).</summary>
+    internal const int UnmapSlots = 64;
 
     private readonly Mapping _mapping;
     private readonly ulong* _bitmap;
@@ -300,6 +313,86 @@ internal sealed unsafe class RegionControlBlock : IDisposable
         {
             destination[i] = Volatile.Read(ref _latency[i]);
         }
+    }
+
+    private int* MailboxInt(int offset) => (int*)(_mapping.Pointer + offset);
+
+    private long* Ranges => (long*)(_mapping.Pointer + RangesOffset);
+
+    /// <summary>Pager side: posts pages[0..count) (ascending) as ranges for the application to unmap, up to
+    /// <see cref="UnmapSlots"/> ranges, and wakes its unmapper. Returns how many of the pages were posted: 0 when the
+    /// previous request is not done yet (nothing waits for it: the clock posts again on a later turn).</summary>
+    public int TryPostUnmap(ReadOnlySpan<long> pages)
+    {
+        int* request = MailboxInt(RequestSeqOffset);
+        int seq = Volatile.Read(ref *request);
+        if (Volatile.Read(ref *MailboxInt(DoneSeqOffset)) != seq || pages.IsEmpty)
+        {
+            return 0;
+        }
+        long* ranges = Ranges;
+        int n = 0, posted = 0;
+        for (int i = 0; i < pages.Length && n < UnmapSlots;)
+        {
+            long p = pages[i], q = p + 1;
+            int j = i + 1;
+            while (j < pages.Length && pages[j] == q)
+            {
+                q++;
+                j++;
+            }
+            ranges[2 * n] = p;
+            ranges[2 * n + 1] = q - p;
+            n++;
+            posted = j;
+            i = j;
+        }
+        Volatile.Write(ref *MailboxInt(RangeCountOffset), n);
+        Volatile.Write(ref *request, seq + 1); // publishes the ranges (a release store)
+        Libc.FutexWakeAll(request);
+        return posted;
+    }
+
+    /// <summary>Pager side: true when the application has finished the last request (a new one may be posted).</summary>
+    public bool UnmapMailboxFree => Volatile.Read(ref *MailboxInt(DoneSeqOffset)) == Volatile.Read(ref *MailboxInt(RequestSeqOffset));
+
+    /// <summary>Application side: waits (up to <paramref name="timeoutMilliseconds"/>) for a request after
+    /// <paramref name="seen"/>; returns the newest request's number (<paramref name="seen"/> when none came).</summary>
+    public int WaitForUnmapRequest(int seen, int timeoutMilliseconds)
+    {
+        int* request = MailboxInt(RequestSeqOffset);
+        if (Volatile.Read(ref *request) == seen && Volatile.Read(ref *MailboxInt(StopOffset)) == 0)
+        {
+            Libc.FutexWait(request, seen, timeoutMilliseconds);
+        }
+        return Volatile.Read(ref *request);
+    }
+
+    /// <summary>Application side: the ranges of the current request (first page, pages), at most <see cref="UnmapSlots"/>.</summary>
+    public int ReadUnmapRanges(Span<(long First, long Count)> ranges)
+    {
+        int n = Math.Min(Math.Min(Volatile.Read(ref *MailboxInt(RangeCountOffset)), UnmapSlots), ranges.Length);
+        long* r = Ranges;
+        for (int i = 0; i < n; i++)
+        {
+            ranges[i] = (r[2 * i], r[2 * i + 1]);
+        }
+        return n;
+    }
+
+    /// <summary>Application side: request <paramref name="seq"/> is done; the pager may post the next.</summary>
+    public void CompleteUnmap(int seq) => Volatile.Write(ref *MailboxInt(DoneSeqOffset), seq);
+
+    /// <summary>True once <see cref="StopUnmapper"/> was called.</summary>
+    public bool UnmapperStopping => Volatile.Read(ref *MailboxInt(StopOffset)) != 0;
+
+    /// <summary>Application side: tells the unmapper thread to exit (and wakes it).</summary>
+    public void StopUnmapper()
+    {
+        Volatile.Write(ref *MailboxInt(StopOffset), 1);
+        int* request = MailboxInt(RequestSeqOffset);
+        Interlocked.Increment(ref *request);
+        Libc.FutexWakeAll(request);
     }
 
     public void Dispose() => _mapping.Dispose();
