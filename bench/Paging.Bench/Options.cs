@@ -69,11 +69,12 @@ internal sealed class Options
           --json             one JSON object per scenario on stdout (progress goes to stderr)
           --plot DIR         also write SVG charts to DIR: ns-per-page.svg and latency.svg (p50, p99) per scenario
 
-        Paging.Bench weights [FILE] [--json] [--hot-only] [--http | --url URL]
+        Paging.Bench weights [FILE] [--json] [--hot-only] [--http | --url URL] [--arena shmem|hugetlb|anonymous]
           lazy model loading: time to first tensor, all tensors, 10% of tensors, bytes read, against pread / mmap /
           mmap + MADV_WILLNEED full loads, hot and cold. Without FILE: a generated ~2 GiB safetensors checkpoint.
           --http also loads the same checkpoint from nginx on loopback (started by the harness) through the HTTP
-          store; --url loads it from URL (the same checkpoint on any server).
+          store; --url loads it from URL (the same checkpoint on any server). --arena: where Paging loads it
+          (default shmem; hugetlb reserves 2 MiB pages for the run as root and gives them back).
         """;
 
     public static Options Parse(string[] args)

@@ -19,8 +19,29 @@ internal static unsafe class WeightsBench
 {
     private sealed record Row(string Measurement, string Cache, double Seconds, long BytesRead, string Note);
 
+    /// <summary>The arena the Paging rows load into (--arena; shmem by default, as WeightsModel.Open).</summary>
+    private static ArenaKind s_arena = ArenaKind.Shmem;
+
     public static int Run(string[] args)
     {
+        int arenaAt = Array.IndexOf(args, "--arena");
+        if (arenaAt >= 0)
+        {
+            string? name = arenaAt + 1 < args.Length ? args[arenaAt + 1] : null;
+            s_arena = name switch
+            {
+                "shmem" => ArenaKind.Shmem,
+                "hugetlb" => ArenaKind.HugeTlb,
+                "anonymous" => ArenaKind.Anonymous,
+                _ => ArenaKind.Shmem,
+            };
+            if (name is not ("shmem" or "hugetlb" or "anonymous"))
+            {
+                Console.Error.WriteLine($"error: --arena takes shmem, hugetlb or anonymous, not '{name}'");
+                return 2;
+            }
+            args = [.. args.Where((_, i) => i != arenaAt && i != arenaAt + 1)];
+        }
         bool json = args.Contains("--json");
         bool hotOnly = args.Contains("--hot-only");
         int urlAt = Array.IndexOf(args, "--url");
@@ -44,21 +65,33 @@ internal static unsafe class WeightsBench
                 err.Status().Start("generating a ~2 GiB safetensors checkpoint", _ => Generate(file));
             }
             var rows = new List<Row>();
-            using var runtime = PagingRuntime.Start();
             long length = new FileInfo(file!).Length;
+            HugePages? huge = null;
+            if (s_arena == ArenaKind.HugeTlb)
+            {
+                // The whole checkpoint in 2 MiB pages (twice: a model and its warm-up may overlap while one closes).
+                huge = HugePages.TryReserve(2 * ((length + (2 << 20) - 1) / (2 << 20)), out string? why);
+                if (huge is null)
+                {
+                    Console.Error.WriteLine($"error: --arena hugetlb: {why}");
+                    return 1;
+                }
+            }
+            using var reservation = huge;
+            using var runtime = PagingRuntime.Start();
             // --http: the same checkpoint served by nginx on loopback; --url: any server's copy.
             using var nginx = serve && url is null ? NginxServer.Start(Path.GetDirectoryName(Path.GetFullPath(file!))!) : null;
             Uri? remote = url is not null ? new Uri(url) : nginx?.UrlOf(Path.GetFileName(file!));
             long remoteLength = remote is null ? 0 : RemoteLength(remote);
             // Untimed: JIT the parser and the pager's fault path once, so "first tensor" measures paging, not JIT.
-            using (var warm = WeightsModel.Open(runtime, file!))
+            using (var warm = WeightsModel.Open(runtime, file!, s_arena))
             {
                 Touch(warm.Tensors[Math.Min(1, warm.Tensors.Count - 1)], firstPageOnly: true);
             }
             if (remote is not null)
             {
                 // The same for the HTTP store's first use in the pager (HttpClient's code paths, the connection pool).
-                using var warm = WeightsModel.Open(runtime, PageStoreDescriptor.Http(remote), remoteLength);
+                using var warm = WeightsModel.Open(runtime, PageStoreDescriptor.Http(remote), remoteLength, s_arena);
                 Touch(warm.Tensors[Math.Min(1, warm.Tensors.Count - 1)], firstPageOnly: true);
             }
             err.Progress().AutoClear(true).Start(ctx =>
@@ -129,7 +162,7 @@ internal static unsafe class WeightsBench
     private static Row Paging(PagingRuntime runtime, string file, string cache, string what, Action<WeightsModel> work)
     {
         var sw = Stopwatch.StartNew();
-        using var model = WeightsModel.Open(runtime, file);
+        using var model = WeightsModel.Open(runtime, file, s_arena);
         work(model);
         double seconds = sw.Elapsed.TotalSeconds;
         return new Row("paging: " + what, cache, seconds, model.Region.Statistics.BytesRead, $"{model.Tensors.Count} tensors, {model.Region.Statistics.Faults} faults");
@@ -138,7 +171,7 @@ internal static unsafe class WeightsBench
     private static Row Paging(PagingRuntime runtime, PageStoreDescriptor store, long length, string cache, string what, Action<WeightsModel> work)
     {
         var sw = Stopwatch.StartNew();
-        using var model = WeightsModel.Open(runtime, store, length);
+        using var model = WeightsModel.Open(runtime, store, length, s_arena);
         work(model);
         double seconds = sw.Elapsed.TotalSeconds;
         return new Row("paging: " + what, cache, seconds, model.Region.Statistics.BytesRead, $"{model.Tensors.Count} tensors, {model.Region.Statistics.Faults} faults");
