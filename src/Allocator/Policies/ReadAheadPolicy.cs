@@ -16,18 +16,19 @@ internal readonly record struct ReadAheadPolicy(bool ReadAhead, long BlockPages,
         Math.Max(1, maxReadAheadBytes / pageSize),
         streamAll);
 
-    /// <summary>Read-ahead is for 4 KiB arenas over synchronous stores. A hugetlbfs fault already brings 2 MiB, and
-    /// one background chunk is a whole huge page (~0.3 ms to fill from a file) that holds its fill thread while an
-    /// urgent fault waits: measured slower with read-ahead on (docs/BENCHMARKS.md, hugetlb rows). An asynchronous
-    /// store's read holds no thread, and one 2 MiB request per fault, one after another, left a network store at half
-    /// the link (docs/BENCHMARKS.md §7): read-ahead stays on there. Prefetch and StreamAll work everywhere.</summary>
+    /// <summary>Huge-page arenas read ahead too, in windows of at least 4 huge pages (8 MiB) for a synchronous store
+    /// and 8 (16 MiB) for an asynchronous one. Synchronous: a window's chunks are filled by idle fill threads while
+    /// the reader maps the page it faulted on — the hugetlb harness's sequential row went from 843–1160 to 524–534 ns
+    /// per 4 KiB (two alternating runs each) and a 2 GiB checkpoint touched tensor by tensor from 380–403 to 191–203 ms
+    /// hot, random rows unchanged (docs/BENCHMARKS.md §16); it had been off for them since a measurement with the engine
+    /// of that time found it slower. Asynchronous: one 2 MiB request per fault, one after another, left a network
+    /// store at half the link (§7).</summary>
     public ReadAheadPolicy ForStore(int pageSize, bool asynchronous) => pageSize <= 64 * 1024
         ? this
         : this with
         {
-            ReadAhead = ReadAhead && asynchronous,
-            // A window of huge pages holds at least 8 (16 MiB): with the default 4 MiB it would be two requests,
-            // too few in flight to keep a link busy.
-            MaxWindowPages = asynchronous ? Math.Max(MaxWindowPages, 8) : MaxWindowPages,
+            // A window of huge pages holds at least 8 (16 MiB) for a network: with the default 4 MiB it would be two
+            // requests, too few in flight to keep a link busy.
+            MaxWindowPages = asynchronous ? Math.Max(MaxWindowPages, 8) : Math.Max(MaxWindowPages, 4),
         };
 }
