@@ -172,6 +172,33 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
     }
 
     [Fact]
+    public void EvictWritesBackAndDropsHugePagesAndTheyReadBackRight()
+    {
+        const long length = 6L * Huge;
+        using var file = TestData.CreateFile(length, seed: 55);
+        using var region = _runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.HugeTlb, Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), WriteBack = true,
+            Prefetch = PrefetchOptions.None,
+        });
+        Run.Within(TimeSpan.FromSeconds(60), () =>
+        {
+            Run.AssertMatchesFile(region.AsSpan(0, (int)length), 0, file, "first read");
+            region.AsSpan(3 * Huge + 4096, 4096).Fill(0x7E); // one dirty huge page
+            region.Pin(5 * Huge, Huge);                       // one pinned: it stays
+            region.Evict(0, length);
+            var stats = region.Statistics;
+            Assert.Equal(5, stats.PagesEvicted);
+            Assert.Equal(1, stats.PagesWrittenBack);
+            Assert.Equal(1, region.CountFilledPages(0, 6));
+            // Read back: from the file, the write included.
+            Assert.True(region.AsSpan(3 * Huge + 4096, 4096).IndexOfAnyExcept((byte)0x7E) < 0, "the write was lost");
+            Run.AssertMatchesFile(region.AsSpan(0, 3 * Huge), 0, file, "after Evict");
+        }, "evict huge pages");
+        Assert.Equal(0, region.Statistics.Errors);
+    }
+
+    [Fact]
     public void ABudgetOfFewerThanEightHugePagesIsRefused()
     {
         var e = Assert.Throws<ArgumentException>(() => _runtime.CreateRegion(new RegionOptions

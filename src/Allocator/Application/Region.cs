@@ -198,6 +198,18 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         }
         if (end > first)
         {
+            if (_unmapper is not null)
+            {
+                // Hugetlbfs: only this process can unmap its huge pages (see Unmapper); unmapped first, the pages are
+                // ones the pager can evict (a page touched again meanwhile is mapped again and kept, as with shmem).
+                for (long p = first; p < end; p++)
+                {
+                    if (!_control.IsPinned(p))
+                    {
+                        _ = Libc.Madvise(_arena.User.Address + (nint)(p * PageSize), (nuint)PageSize, Advice.DontNeed);
+                    }
+                }
+            }
             _runtime.Evict(this, first, end);
         }
     }
