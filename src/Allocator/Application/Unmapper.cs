@@ -29,9 +29,6 @@ internal sealed class Unmapper : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Unmap calls made (one per range), for tests.</summary>
-    public long Unmapped { get; private set; }
-
     private void Run()
     {
         int seen = 0; // a new control block: request 0, done 0
@@ -51,7 +48,6 @@ internal sealed class Unmapper : IDisposable
                 // filled again or evicted meanwhile — the next touch faults and the pager maps what the file holds.
                 _ = Libc.Madvise(_start + (nint)(first << _pageShift), (nuint)(count << _pageShift), Advice.DontNeed);
             }
-            Unmapped += n;
             _control.CompleteUnmap(seq);
             seen = seq;
         }
