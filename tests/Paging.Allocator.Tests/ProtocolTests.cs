@@ -20,6 +20,52 @@ public sealed class ProtocolTests
     }
 
     [Fact]
+    public void TheUnmapMailboxCoalescesRangesTakesOneRequestAtATimeAndStops()
+    {
+        // Two attachments of one control block, as the application and the pager have.
+        using var app = RegionControlBlock.Create(1024, out var fd);
+        using (fd)
+        using (var pager = RegionControlBlock.Attach(fd, 1024))
+        {
+            Assert.True(pager.UnmapMailboxFree);
+            Assert.Equal(0, pager.TryPostUnmap([]));
+            // The application waits without a deadline on its mapping; the pager's post through its own mapping must
+            // wake it (a shared futex: the two mappings are different addresses).
+            int seq = 0;
+            var first = new Thread(() => seq = app.WaitForUnmapRequest(0, timeoutMilliseconds: -1)) { IsBackground = true };
+            first.Start();
+            Thread.Sleep(50);
+            // 3 runs: [1,4), [10,11), [20,22).
+            Assert.Equal(6, pager.TryPostUnmap([1, 2, 3, 10, 20, 21]));
+            Assert.True(first.Join(TimeSpan.FromSeconds(10)), "the pager's post did not wake the application's waiter");
+            Assert.Equal(1, seq);
+            Assert.False(pager.UnmapMailboxFree);
+            Assert.Equal(0, pager.TryPostUnmap([5])); // busy until the application is done: nothing waits
+            var ranges = new (long First, long Count)[RegionControlBlock.UnmapSlots];
+            int n = app.ReadUnmapRanges(ranges);
+            Assert.Equal([(1L, 3L), (10L, 1L), (20L, 2L)], ranges[..n]);
+            app.CompleteUnmap(seq);
+            Assert.True(pager.UnmapMailboxFree);
+            // More runs than one request holds: the first UnmapSlots go, the caller learns how many pages that was.
+            long[] scattered = [.. Enumerable.Range(0, RegionControlBlock.UnmapSlots + 10).Select(i => (long)i * 2)];
+            Assert.Equal(RegionControlBlock.UnmapSlots, pager.TryPostUnmap(scattered));
+            Assert.Equal(2, app.WaitForUnmapRequest(seq, timeoutMilliseconds: 1000));
+            Assert.Equal(RegionControlBlock.UnmapSlots, app.ReadUnmapRanges(ranges));
+            // No request: the wait times out and reports the same number.
+            app.CompleteUnmap(2);
+            Assert.Equal(2, app.WaitForUnmapRequest(2, timeoutMilliseconds: 20));
+            // Stop wakes a waiter at once and closes the mailbox to the pager.
+            var waiter = new Thread(() => app.WaitForUnmapRequest(2, timeoutMilliseconds: -1)) { IsBackground = true };
+            waiter.Start();
+            Thread.Sleep(50);
+            app.StopUnmapper();
+            Assert.True(waiter.Join(TimeSpan.FromSeconds(10)), "StopUnmapper did not wake the waiting thread");
+            Assert.True(app.UnmapperStopping);
+            Assert.Equal(0, pager.TryPostUnmap([7]));
+        }
+    }
+
+    [Fact]
     public void HelloRoundTrips()
     {
         var m = new HelloMessage(PagerRole.Standby, UffdFeatures.MinorShmem | UffdFeatures.Poison, 60_000, 3, 8, 64L << 20);
