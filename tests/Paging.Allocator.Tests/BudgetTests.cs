@@ -28,29 +28,8 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
         {
             Length = length, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = budget, Prefetch = PrefetchOptions.None,
         });
-        string? failure = null;
         long touches = 0;
-        long deadline = Environment.TickCount64 + 4000;
-        Run.Within(TimeSpan.FromSeconds(120), () =>
-        {
-            var threads = Enumerable.Range(0, 8).Select(t => new Thread(() =>
-            {
-                var rng = new Random(t);
-                while (Environment.TickCount64 < deadline && Volatile.Read(ref failure) is null)
-                {
-                    long off = rng.NextInt64(length / 4096) * 4096;
-                    long bad = TestData.FirstMismatch(region.AsSpan(off, 4096), off, file.Length, file.Seed);
-                    if (bad >= 0)
-                    {
-                        Interlocked.CompareExchange(ref failure, $"thread {t}: wrong byte at offset {off + bad}", null);
-                    }
-                    Interlocked.Increment(ref touches);
-                }
-            })).ToList();
-            threads.ForEach(t => t.Start());
-            threads.ForEach(t => t.Join());
-        }, "random touches under a budget");
-        Assert.True(failure is null, failure);
+        Run.Within(TimeSpan.FromSeconds(120), () => touches = Run.RandomTouchesChecked(region, file, threads: 8, milliseconds: 4000), "random touches under a budget");
         var stats = region.Statistics;
         Assert.True(stats.PagesEvicted > 0, $"nothing was evicted: {stats}");
         Assert.True(stats.PeakResidentPages * 4096 <= budget + Slack, $"peak resident {stats.PeakResidentPages * 4096 >> 20} MiB over the {budget >> 20} MiB budget + {Slack >> 20} MiB slack ({stats})");

@@ -85,28 +85,8 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
         {
             Arena = ArenaKind.HugeTlb, Length = length, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = budget, Prefetch = PrefetchOptions.None,
         });
-        string? failure = null;
-        long touches = 0, deadline = Environment.TickCount64 + 3000;
-        Run.Within(TimeSpan.FromSeconds(120), () =>
-        {
-            var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
-            {
-                var rng = new Random(t);
-                while (Environment.TickCount64 < deadline && Volatile.Read(ref failure) is null)
-                {
-                    long off = rng.NextInt64(length / 4096) * 4096;
-                    long bad = TestData.FirstMismatch(region.AsSpan(off, 4096), off, file.Length, file.Seed);
-                    if (bad >= 0)
-                    {
-                        Interlocked.CompareExchange(ref failure, $"thread {t}: wrong byte at offset {off + bad}", null);
-                    }
-                    Interlocked.Increment(ref touches);
-                }
-            })).ToList();
-            workers.ForEach(w => w.Start());
-            workers.ForEach(w => w.Join());
-        }, "random touches under a hugetlbfs budget");
-        Assert.True(failure is null, failure);
+        long touches = 0;
+        Run.Within(TimeSpan.FromSeconds(120), () => touches = Run.RandomTouchesChecked(region, file, threads, milliseconds: 3000), "random touches under a hugetlbfs budget");
         var stats = region.Statistics;
         Assert.True(stats.PagesUnmapped > 0 && stats.PagesEvicted > 0, $"nothing was unmapped or evicted: {stats}");
         // Slack: a fill already past its budget check per touching thread (one huge page each).

@@ -47,6 +47,33 @@ internal static unsafe partial class Native
 
 internal static class Run
 {
+    /// <summary>Random 4 KiB reads of <paramref name="region"/> (which maps <paramref name="file"/> from offset 0) from
+    /// <paramref name="threads"/> threads for <paramref name="milliseconds"/>, every byte checked. Returns the touches
+    /// made; throws (through the caller's <see cref="Within"/>) with the first wrong byte.</summary>
+    public static long RandomTouchesChecked(Region region, TempFile file, int threads, int milliseconds)
+    {
+        string? failure = null;
+        long touches = 0, deadline = Environment.TickCount64 + milliseconds, pages = region.Length / 4096;
+        var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+        {
+            var rng = new Random(t);
+            while (Environment.TickCount64 < deadline && Volatile.Read(ref failure) is null)
+            {
+                long off = rng.NextInt64(pages) * 4096;
+                long bad = TestData.FirstMismatch(region.AsSpan(off, 4096), off, file.Length, file.Seed);
+                if (bad >= 0)
+                {
+                    Interlocked.CompareExchange(ref failure, $"thread {t}: wrong byte at offset {off + bad}", null);
+                }
+                Interlocked.Increment(ref touches);
+            }
+        })).ToList();
+        workers.ForEach(w => w.Start());
+        workers.ForEach(w => w.Join());
+        Assert.True(failure is null, failure);
+        return touches;
+    }
+
     /// <summary>Runs <paramref name="body"/> on its own thread and fails the test if it has not finished in
     /// <paramref name="limit"/>: a hang is a failure with a message, not a stuck CI run.</summary>
     public static void Within(TimeSpan limit, Action body, string what)

@@ -34,7 +34,7 @@ public sealed class ProtocolTests
             int seq = 0;
             var first = new Thread(() => seq = app.WaitForUnmapRequest(0, timeoutMilliseconds: -1)) { IsBackground = true };
             first.Start();
-            Thread.Sleep(50);
+            Thread.Sleep(50); // let it fall asleep; if it has not yet, its wait returns at once and the test still holds
             // 3 runs: [1,4), [10,11), [20,22).
             Assert.Equal(6, pager.TryPostUnmap([1, 2, 3, 10, 20, 21]));
             Assert.True(first.Join(TimeSpan.FromSeconds(10)), "the pager's post did not wake the application's waiter");
