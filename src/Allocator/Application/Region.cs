@@ -40,7 +40,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         Prefetch = prefetch;
         if (tracksWrites && arena.Kind == ArenaKind.HugeTlb)
         {
-            _unmapper = new Unmapper(control, arena.User.Address, arena.PageSize);
+            _unmapper = new Unmapper(control, arena.User.Address, arena.User.Length, arena.PageSize);
         }
     }
 

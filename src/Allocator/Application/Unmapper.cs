@@ -17,13 +17,15 @@ internal sealed class Unmapper : IDisposable
     private readonly RegionControlBlock _control;
     private readonly nint _start;
     private readonly int _pageShift;
+    private readonly long _pages;
     private readonly Thread _thread;
     private readonly (long First, long Count)[] _ranges = new (long, long)[RegionControlBlock.UnmapSlots];
 
-    public Unmapper(RegionControlBlock control, nint start, int pageSize)
+    public Unmapper(RegionControlBlock control, nint start, long length, int pageSize)
     {
         _control = control;
         _start = start;
+        _pages = length / pageSize;
         _pageShift = System.Numerics.BitOperations.Log2((uint)pageSize);
         _thread = new Thread(Run) { IsBackground = true, Name = "paging-unmap" };
         _thread.Start();
@@ -43,6 +45,10 @@ internal sealed class Unmapper : IDisposable
             for (int i = 0; i < n; i++)
             {
                 var (first, count) = _ranges[i];
+                if (first < 0 || count <= 0 || count > _pages - first)
+                {
+                    continue; // never outside the region, whatever the shared block says
+                }
                 // MAP_SHARED over a hugetlbfs memfd: this only unmaps (the kernel leaves a uffd-wp marker on a
                 // write-protected page, so the pager can still tell it clean); nothing is lost if the page was
                 // filled again or evicted meanwhile — the next touch faults and the pager maps what the file holds.
