@@ -44,7 +44,6 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
         const long length = 32L << 20, budget = 8L << 20;
         const int threads = 4, writesPerThread = 25_000;
         using var file = TestData.CreateFile(length, seed: 43);
-        long pages = length / 4096;
         var expected = new ulong[length / 8];
         for (long w = 0; w < expected.Length; w++)
         {
@@ -57,22 +56,7 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
         {
             Run.Within(TimeSpan.FromSeconds(180), () =>
             {
-                // Each thread owns the pages p with p % threads == t, so the model needs no lock.
-                var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
-                {
-                    var rng = new Random(100 + t);
-                    ulong* words = (ulong*)region.Pointer;
-                    for (int i = 0; i < writesPerThread; i++)
-                    {
-                        long page = rng.NextInt64(pages / threads) * threads + t;
-                        long word = page * 512 + rng.Next(512);
-                        ulong value = ((ulong)t << 56) | ((ulong)i << 20) | (uint)rng.Next(1 << 20);
-                        words[word] = value;
-                        expected[word] = value;
-                    }
-                })).ToList();
-                workers.ForEach(w => w.Start());
-                workers.ForEach(w => w.Join());
+                Run.RandomWrites(region, expected, threads, writesPerThread, seed: 100);
                 region.Flush();
             }, "writes under eviction");
             var stats = region.Statistics;

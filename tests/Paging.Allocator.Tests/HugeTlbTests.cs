@@ -115,24 +115,7 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
         {
             Run.Within(TimeSpan.FromSeconds(180), () =>
             {
-                // Thread t owns the 4 KiB blocks b with b % threads == t (the model needs no lock); every huge page gets
-                // writes from both threads.
-                var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
-                {
-                    var rng = new Random(200 + t);
-                    ulong* words = (ulong*)region.Pointer;
-                    long blocks = length / 4096;
-                    for (int i = 0; i < writesPerThread; i++)
-                    {
-                        long block = rng.NextInt64(blocks / threads) * threads + t;
-                        long word = block * 512 + rng.Next(512);
-                        ulong value = ((ulong)t << 56) | ((ulong)i << 20) | (uint)rng.Next(1 << 20);
-                        words[word] = value;
-                        expected[word] = value;
-                    }
-                })).ToList();
-                workers.ForEach(w => w.Start());
-                workers.ForEach(w => w.Join());
+                Run.RandomWrites(region, expected, threads, writesPerThread, seed: 200); // every huge page gets writes from both
                 region.Flush();
             }, "writes under hugetlbfs eviction");
             var stats = region.Statistics;

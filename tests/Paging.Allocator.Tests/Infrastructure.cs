@@ -47,6 +47,29 @@ internal static unsafe partial class Native
 
 internal static class Run
 {
+    /// <summary>Random 8-byte writes into <paramref name="region"/> from <paramref name="threads"/> threads, recorded in
+    /// <paramref name="expected"/> (one word per 8 bytes of the region). Thread t owns the 4 KiB blocks b with
+    /// b % threads == t, so the model needs no lock; each value encodes its thread and write number.</summary>
+    public static unsafe void RandomWrites(Region region, ulong[] expected, int threads, int writesPerThread, int seed)
+    {
+        long blocks = region.Length / 4096;
+        var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+        {
+            var rng = new Random(seed + t);
+            ulong* words = (ulong*)region.Pointer;
+            for (int i = 0; i < writesPerThread; i++)
+            {
+                long block = rng.NextInt64(blocks / threads) * threads + t;
+                long word = block * 512 + rng.Next(512);
+                ulong value = ((ulong)t << 56) | ((ulong)i << 20) | (uint)rng.Next(1 << 20);
+                words[word] = value;
+                expected[word] = value;
+            }
+        })).ToList();
+        workers.ForEach(w => w.Start());
+        workers.ForEach(w => w.Join());
+    }
+
     /// <summary>Random 4 KiB reads of <paramref name="region"/> (which maps <paramref name="file"/> from offset 0) from
     /// <paramref name="threads"/> threads for <paramref name="milliseconds"/>, every byte checked. Returns the touches
     /// made; throws (through the caller's <see cref="Within"/>) with the first wrong byte.</summary>
