@@ -44,11 +44,7 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
         const long length = 32L << 20, budget = 8L << 20;
         const int threads = 4, writesPerThread = 25_000;
         using var file = TestData.CreateFile(length, seed: 43);
-        var expected = new ulong[length / 8];
-        for (long w = 0; w < expected.Length; w++)
-        {
-            expected[w] = TestData.WordAt(w * 8, file.Seed);
-        }
+        var expected = TestData.Words(file);
         using (var region = _runtime.CreateRegion(new RegionOptions
         {
             Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), MemoryBudget = budget, Prefetch = PrefetchOptions.None,
@@ -315,11 +311,7 @@ public sealed unsafe class WriteBackCrashTests(RuntimeFixture fixture)
             Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), MemoryBudget = 8L << 20, Prefetch = PrefetchOptions.None,
         });
         ulong* words = (ulong*)region.Pointer;
-        var expected = new ulong[length / 8];
-        for (long w = 0; w < expected.Length; w++)
-        {
-            expected[w] = TestData.WordAt(w * 8, file.Seed);
-        }
+        var expected = TestData.Words(file);
         var rng = new Random(5);
         Run.Within(TimeSpan.FromSeconds(240), () =>
         {

@@ -102,11 +102,7 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
         const long length = 16L * Huge, budget = 8L * Huge;
         const int threads = 2, writesPerThread = 20_000;
         using var file = TestData.CreateFile(length, seed: 53);
-        var expected = new ulong[length / 8];
-        for (long w = 0; w < expected.Length; w++)
-        {
-            expected[w] = TestData.WordAt(w * 8, file.Seed);
-        }
+        var expected = TestData.Words(file);
         using (var region = _runtime.CreateRegion(new RegionOptions
         {
             Arena = ArenaKind.HugeTlb, Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), MemoryBudget = budget,

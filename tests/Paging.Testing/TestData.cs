@@ -18,6 +18,17 @@ public static class TestData
         }
     }
 
+    /// <summary>The file's content as words (one per 8 bytes): the starting model of tests that write into it.</summary>
+    public static ulong[] Words(TempFile file)
+    {
+        var words = new ulong[file.Length / 8];
+        for (long w = 0; w < words.Length; w++)
+        {
+            words[w] = WordAt(w * 8, file.Seed);
+        }
+        return words;
+    }
+
     /// <summary>Creates a file of <paramref name="length"/> bytes (a multiple of 8) in a temp folder.</summary>
     public static TempFile CreateFile(long length, ulong seed = 1, string? directory = null, string? name = null)
     {
