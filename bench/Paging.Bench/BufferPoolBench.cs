@@ -9,7 +9,7 @@ namespace Paging.Bench;
 
 /// <summary>
 /// <c>Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--json]
-/// [--lookups-only] [--mmap-read-around] [--pager-spin-us N]</c>: the vmcache workload. A B+tree of 4 KiB nodes (8-byte keys, 120-byte values) 4× the memory
+/// [--lookups-only] [--mmap-read-around] [--pager-spin-us N] [--write-tracking auto|async|sync]</c>: the vmcache workload. A B+tree of 4 KiB nodes (8-byte keys, 120-byte values) 4× the memory
 /// budget, uniform random lookups (and a 90/10 lookup/update mix), N threads, three ways in one run: Paging (a
 /// <see cref="PagedFile"/>: one region, the budget, O_DIRECT store), mmap of the same file in a cgroup v2 whose
 /// memory.max is the budget (a child process, page cache dropped first; MADV_RANDOM as a DBMS on mmap sets it, or the
@@ -21,7 +21,8 @@ internal static unsafe class BufferPoolBench
     private sealed record Row(string Scenario, int Threads, long Ops, double Seconds, double OpsPerSecond, long P50Ns, long P99Ns,
         long ResidentBytes, long BytesRead, long BytesWritten);
 
-    private sealed record Settings(long DataBytes, long BudgetBytes, int[] Threads, double Seconds, double Warmup, bool Json, bool Mixed, bool MmapReadAround = false, int PagerSpinMicroseconds = 0);
+    private sealed record Settings(long DataBytes, long BudgetBytes, int[] Threads, double Seconds, double Warmup, bool Json, bool Mixed, bool MmapReadAround = false, int PagerSpinMicroseconds = 0,
+        WriteTracking Tracking = WriteTracking.Auto);
 
     public static int Run(string[] args)
     {
@@ -32,7 +33,7 @@ internal static unsafe class BufferPoolBench
         }
         catch (ArgumentException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}\nusage: Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--lookups-only] [--mmap-read-around] [--pager-spin-us N] [--json]");
+            Console.Error.WriteLine($"error: {e.Message}\nusage: Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--lookups-only] [--mmap-read-around] [--pager-spin-us N] [--write-tracking auto|async|sync] [--json]");
             return 2;
         }
         var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
@@ -100,6 +101,7 @@ internal static unsafe class BufferPoolBench
         double seconds = 5, warmup = 3;
         bool json = false, mixed = true, readAround = false;
         int spin = 0;
+        var tracking = WriteTracking.Auto;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -114,6 +116,15 @@ internal static unsafe class BufferPoolBench
                 case "--lookups-only": mixed = false; break;
                 case "--mmap-read-around": readAround = true; break;
                 case "--pager-spin-us": spin = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--write-tracking":
+                    tracking = Next() switch
+                    {
+                        "auto" => WriteTracking.Auto,
+                        "async" => WriteTracking.Asynchronous,
+                        "sync" => WriteTracking.Synchronous,
+                        var x => throw new ArgumentException($"--write-tracking takes auto, async or sync, not '{x}'"),
+                    };
+                    break;
                 default: throw new ArgumentException($"unknown option {args[i]}");
             }
         }
@@ -125,7 +136,7 @@ internal static unsafe class BufferPoolBench
         {
             throw new ArgumentException("need --data-mib >= 16, --budget-mib >= 4, threads 1..256, --seconds > 0");
         }
-        return new Settings(data, budget, threads, seconds, warmup, json, mixed, readAround, spin);
+        return new Settings(data, budget, threads, seconds, warmup, json, mixed, readAround, spin, tracking);
     }
 
     private static void DropCaches()
@@ -144,14 +155,15 @@ internal static unsafe class BufferPoolBench
     private static Row RunPaging(string path, long keys, Settings s, int threads, bool mixed)
     {
         DropCaches();
-        using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { PagerSpin = TimeSpan.FromMicroseconds(s.PagerSpinMicroseconds) });
+        using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { PagerSpin = TimeSpan.FromMicroseconds(s.PagerSpinMicroseconds), WriteTracking = s.Tracking });
         using var file = PagedFile.Open(runtime, path, new PagedFileOptions { MemoryBudget = s.BudgetBytes });
         var pages = new MappedPages(file.Address);
         var before = default(RegionStatistics);
         var (ops, seconds, p50, p99) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
             onMeasureStart: () => before = file.Statistics);
         var after = file.Statistics;
-        return new Row($"paging/bufferpool/{(mixed ? "mixed" : "lookup")}", threads, ops, seconds, ops / seconds, p50, p99,
+        string mode = runtime.WriteTracking == WriteTracking.Synchronous ? "-syncwp" : "";
+        return new Row($"paging/bufferpool/{(mixed ? "mixed" : "lookup")}{mode}", threads, ops, seconds, ops / seconds, p50, p99,
             after.ResidentPages * PagedFile.PageSize, after.BytesRead - before.BytesRead, after.BytesWritten - before.BytesWritten);
     }
 

@@ -20,11 +20,13 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
     private const long Slack = 1 << 20;
 
     [Fact]
-    public void BudgetHoldsUnderEightThreadsOfRandomTouchesAndEveryByteIsRight()
+    public void BudgetHoldsUnderEightThreadsOfRandomTouchesAndEveryByteIsRight() => BudgetHoldsUnderRandomTouches(_runtime);
+
+    internal static void BudgetHoldsUnderRandomTouches(PagingRuntime runtime)
     {
         const long length = 64L << 20, budget = 16L << 20;
         using var file = TestData.CreateFile(length, seed: 41);
-        using var region = _runtime.CreateRegion(new RegionOptions
+        using var region = runtime.CreateRegion(new RegionOptions
         {
             Length = length, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = budget, Prefetch = PrefetchOptions.None,
         });
@@ -39,13 +41,15 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
     }
 
     [Fact]
-    public void RandomWritesUnderEvictionReachTheFileAfterFlush()
+    public void RandomWritesUnderEvictionReachTheFileAfterFlush() => RandomWritesReachTheFile(_runtime);
+
+    internal static void RandomWritesReachTheFile(PagingRuntime runtime)
     {
         const long length = 32L << 20, budget = 8L << 20;
         const int threads = 4, writesPerThread = 25_000;
         using var file = TestData.CreateFile(length, seed: 43);
         var expected = TestData.Words(file);
-        using (var region = _runtime.CreateRegion(new RegionOptions
+        using (var region = runtime.CreateRegion(new RegionOptions
         {
             Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), MemoryBudget = budget, Prefetch = PrefetchOptions.None,
         }))
@@ -59,6 +63,8 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
             Assert.True(stats.PagesEvicted > 0 && stats.PagesWrittenBack > 0, $"no eviction with write-back happened: {stats}");
             Assert.True(stats.PeakResidentPages * 4096 <= budget + Slack, $"peak {stats.PeakResidentPages * 4096 >> 20} MiB over budget ({stats})");
             Assert.Equal(0, stats.WriteErrors);
+            // Synchronous tracking learns each first write from a fault; asynchronous tracking never takes one.
+            Assert.True(runtime.WriteTracking == WriteTracking.Synchronous ? stats.WriteFaults > 0 : stats.WriteFaults == 0, $"{runtime.WriteTracking} tracking: {stats.WriteFaults} write faults");
             // Everything is in memory or in the file: read through the region once more.
             for (long w = 0; w < expected.Length; w++)
             {
@@ -76,14 +82,16 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
     }
 
     [Fact]
-    public void AWriteRacingItsWriteBackIsNeitherLostNorTorn()
+    public void AWriteRacingItsWriteBackIsNeitherLostNorTorn() => WriteRacingWriteBack(_runtime);
+
+    internal static void WriteRacingWriteBack(PagingRuntime runtime)
     {
         // One page written whole over and over (every word = the same stamp), flushed over and over. After each Flush
         // the page in the file must be the page as it was at one instant (never bytes copied at different moments of
         // the writer's loop) and at least as new as the stamp written before that Flush began.
         const long length = 1L << 20;
         using var file = TestData.CreateFile(length, seed: 47);
-        using var region = _runtime.CreateRegion(new RegionOptions
+        using var region = runtime.CreateRegion(new RegionOptions
         {
             Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), WriteBack = true, Prefetch = PrefetchOptions.None,
         });
@@ -106,41 +114,48 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
                 }
             });
             writer.Start();
-            SpinWait.SpinUntil(() => Volatile.Read(ref stamp) >= 2); // the page holds a whole stamp from now on
-            using var handle = File.OpenHandle(file.Path);
-            var buffer = new byte[4096];
-            long deadline = Environment.TickCount64 + 3000;
-            while (Environment.TickCount64 < deadline && failure is null)
+            try
             {
-                ulong before = (ulong)Math.Max(0, Volatile.Read(ref stamp) - 1); // the last stamp completely written
-                region.Flush();
-                flushes++;
-                RandomAccess.Read(handle, buffer, 8192);
-                var words = MemoryMarshal.Cast<byte, ulong>(buffer);
-                // The writer fills words 0..511 in order, so memory at any instant is N in a prefix and N-1 in the
-                // rest. A copy that is not of one instant shows anything else (a value twice, two steps, a gap).
-                ulong head = words[0];
-                int k = 1;
-                while (k < 512 && words[k] == head)
+                SpinWait.SpinUntil(() => Volatile.Read(ref stamp) >= 2); // the page holds a whole stamp from now on
+                using var handle = File.OpenHandle(file.Path);
+                var buffer = new byte[4096];
+                long deadline = Environment.TickCount64 + 3000;
+                while (Environment.TickCount64 < deadline && failure is null)
                 {
-                    k++;
-                }
-                int boundary = k;
-                while (k < 512 && words[k] == head - 1)
-                {
-                    k++;
-                }
-                if (k != 512)
-                {
-                    failure = $"flush {flushes}: the page in the file is not memory at any one instant: word 0 = {head}, word {boundary} = {words[boundary]}, word {k} = {words[k]}";
-                }
-                else if (words[511] < before)
-                {
-                    failure = $"flush {flushes}: the file has stamp {words[511]}, but {before} was written before the Flush began";
+                    ulong before = (ulong)Math.Max(0, Volatile.Read(ref stamp) - 1); // the last stamp completely written
+                    region.Flush();
+                    flushes++;
+                    RandomAccess.Read(handle, buffer, 8192);
+                    var words = MemoryMarshal.Cast<byte, ulong>(buffer);
+                    // The writer fills words 0..511 in order, so memory at any instant is N in a prefix and N-1 in the
+                    // rest. A copy that is not of one instant shows anything else (a value twice, two steps, a gap).
+                    ulong head = words[0];
+                    int k = 1;
+                    while (k < 512 && words[k] == head)
+                    {
+                        k++;
+                    }
+                    int boundary = k;
+                    while (k < 512 && words[k] == head - 1)
+                    {
+                        k++;
+                    }
+                    if (k != 512)
+                    {
+                        failure = $"flush {flushes}: the page in the file is not memory at any one instant: word 0 = {head}, word {boundary} = {words[boundary]}, word {k} = {words[k]}";
+                    }
+                    else if (words[511] < before)
+                    {
+                        failure = $"flush {flushes}: the file has stamp {words[511]}, but {before} was written before the Flush began";
+                    }
                 }
             }
-            Volatile.Write(ref stop, true);
-            writer.Join();
+            finally
+            {
+                // Also when a Flush throws: the writer must stop before the region is unmapped under it.
+                Volatile.Write(ref stop, true);
+                writer.Join();
+            }
         }, "write racing write-back");
         Assert.True(failure is null, failure);
         Assert.True(flushes > 10, $"only {flushes} flushes");
@@ -219,6 +234,43 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
                 Assert.True(bad < 0, $"page {off / 4096}: byte {bad} is not the original (read from the overwritten file, not the tier)");
             }
         }, "two passes through a tier");
+    }
+
+    [Fact]
+    public void EvictWritesBackDropsAndKeepsPinnedPages() => EvictWritesBackAndKeepsPinned(_runtime);
+
+    internal static void EvictWritesBackAndKeepsPinned(PagingRuntime runtime)
+    {
+        const long length = 64 * 4096;
+        using var file = TestData.CreateFile(length, seed: 57);
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), WriteBack = true, Prefetch = PrefetchOptions.None,
+        });
+        Run.Within(TimeSpan.FromSeconds(60), () =>
+        {
+            Run.AssertMatchesFile(region.AsSpan(0, (int)length), 0, file, "first read");
+            region.Evict(0, length);                         // nothing written: nothing written back
+            var clean = region.Statistics;
+            Assert.Equal(64, clean.PagesEvicted);
+            Assert.Equal(0, clean.PagesWrittenBack);
+            Assert.Equal(0, region.CountFilledPages(0, 64));
+            Run.AssertMatchesFile(region.AsSpan(0, (int)length), 0, file, "read again");
+            region.AsSpan(10 * 4096 + 100, 200).Fill(0x5C); // two dirty pages
+            region.AsSpan(40 * 4096, 4096).Fill(0x3D);
+            region.Pin(63 * 4096, 4096);                     // one pinned: it stays
+            region.Evict(0, length);
+            var stats = region.Statistics;
+            // Dirty pages go back in runs with their clean neighbours (one pwrite per run), so at least the two.
+            Assert.True(stats.PagesWrittenBack >= 2, $"{stats.PagesWrittenBack} pages written back");
+            Assert.Equal(64 + 63, stats.PagesEvicted);
+            Assert.Equal(1, region.CountFilledPages(0, 64));
+            // Read back from the file, the writes included.
+            Assert.True(region.AsSpan(10 * 4096 + 100, 200).IndexOfAnyExcept((byte)0x5C) < 0, "the first write was lost");
+            Assert.True(region.AsSpan(40 * 4096, 4096).IndexOfAnyExcept((byte)0x3D) < 0, "the second write was lost");
+            Run.AssertMatchesFile(region.AsSpan(0, 10 * 4096), 0, file, "after Evict");
+        }, "evict");
+        Assert.Equal(0, region.Statistics.Errors);
     }
 
     [Fact]
@@ -304,6 +356,11 @@ public sealed unsafe class WriteBackCrashTests(RuntimeFixture fixture)
     public void APagerKilledDuringWriteBackLosesNothingFlushed()
     {
         using var runtime = PagingRuntime.Start(); // its own: this test kills pagers
+        PagerKilledDuringWriteBack(runtime);
+    }
+
+    internal static void PagerKilledDuringWriteBack(PagingRuntime runtime)
+    {
         const long length = 16L << 20;
         using var file = TestData.CreateFile(length, seed: 67);
         var region = runtime.CreateRegion(new RegionOptions
@@ -339,5 +396,44 @@ public sealed unsafe class WriteBackCrashTests(RuntimeFixture fixture)
         {
             Assert.True(onDisk[(int)w] == expected[w], $"word {w} (page {w / 512}): the file has {onDisk[(int)w]:x}, {expected[w]:x} was flushed");
         }
+    }
+}
+
+/// <summary>The same budget, write-back, race and crash tests with <see cref="WriteTracking.Synchronous"/>: the mode a
+/// kernel without WP_ASYNC or PAGEMAP_SCAN gets (forced here, where the kernel has both), in which every first write
+/// faults to the pager and page presence is read from /proc/pid/pagemap.</summary>
+[Collection("serial")]
+public sealed class SynchronousWriteTrackingTests : IDisposable
+{
+    private readonly PagingRuntime _runtime = PagingRuntime.Start(new PagingRuntimeOptions { WriteTracking = WriteTracking.Synchronous });
+
+    public void Dispose() => _runtime.Dispose();
+
+    [Fact]
+    public void TheRuntimeUsesTheModeAskedFor()
+    {
+        Assert.Equal(WriteTracking.Synchronous, _runtime.WriteTracking);
+        Assert.Equal(0UL, (ulong)(_runtime.Features & UffdFeatures.WpAsync));
+        using var auto = PagingRuntime.Start(new PagingRuntimeOptions { Standby = false });
+        Assert.Equal(_runtime.Capabilities.Has(PagingRuntime.TrackingFeatures) ? WriteTracking.Asynchronous : WriteTracking.Synchronous, auto.WriteTracking);
+    }
+
+    [Fact]
+    public void BudgetHoldsUnderRandomTouches() => BudgetTests.BudgetHoldsUnderRandomTouches(_runtime);
+
+    [Fact]
+    public void RandomWritesUnderEvictionReachTheFileAfterFlush() => BudgetTests.RandomWritesReachTheFile(_runtime);
+
+    [Fact]
+    public void AWriteRacingItsWriteBackIsNeitherLostNorTorn() => BudgetTests.WriteRacingWriteBack(_runtime);
+
+    [Fact]
+    public void EvictWritesBackDropsAndKeepsPinnedPages() => BudgetTests.EvictWritesBackAndKeepsPinned(_runtime);
+
+    [Fact]
+    public void APagerKilledDuringWriteBackLosesNothingFlushed()
+    {
+        using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { WriteTracking = WriteTracking.Synchronous }); // its own: it kills pagers
+        WriteBackCrashTests.PagerKilledDuringWriteBack(runtime);
     }
 }

@@ -73,15 +73,26 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
         Assert.Contains("nr_hugepages", e.Message);
     }
 
-    [Fact]
-    public void ABudgetHoldsUnderRandomTouchesAndEveryByteIsRight()
+    /// <summary>The runtime for a test's write tracking: the shared one (Auto), or its own.</summary>
+    private PagingRuntime RuntimeFor(WriteTracking tracking, out PagingRuntime? own)
     {
+        own = tracking == WriteTracking.Auto ? null : PagingRuntime.Start(new PagingRuntimeOptions { WriteTracking = tracking, Standby = false });
+        return own ?? _runtime;
+    }
+
+    [Theory]
+    [InlineData(WriteTracking.Auto)]
+    [InlineData(WriteTracking.Synchronous)]
+    public void ABudgetHoldsUnderRandomTouchesAndEveryByteIsRight(WriteTracking tracking)
+    {
+        var runtime = RuntimeFor(tracking, out var own);
+        using var _ = own;
         // 32 huge pages of file behind a budget of 8: the clock asks the region's unmapper to unmap huge pages (the pager
         // cannot), a touch maps one back with a MINOR fault, one left alone is evicted (punched out of the memfd).
         const long length = 32L * Huge, budget = 8L * Huge;
         const int threads = 4;
         using var file = TestData.CreateFile(length, seed: 51);
-        using var region = _runtime.CreateRegion(new RegionOptions
+        using var region = runtime.CreateRegion(new RegionOptions
         {
             Arena = ArenaKind.HugeTlb, Length = length, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = budget, Prefetch = PrefetchOptions.None,
         });
@@ -96,14 +107,18 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
         Assert.True(touches > 100, $"only {touches} touches");
     }
 
-    [Fact]
-    public void WritesUnderEvictionReachTheFileAfterFlush()
+    [Theory]
+    [InlineData(WriteTracking.Auto)]
+    [InlineData(WriteTracking.Synchronous)]
+    public void WritesUnderEvictionReachTheFileAfterFlush(WriteTracking tracking)
     {
+        var runtime = RuntimeFor(tracking, out var own);
+        using var _ = own;
         const long length = 16L * Huge, budget = 8L * Huge;
         const int threads = 2, writesPerThread = 20_000;
         using var file = TestData.CreateFile(length, seed: 53);
         var expected = TestData.Words(file);
-        using (var region = _runtime.CreateRegion(new RegionOptions
+        using (var region = runtime.CreateRegion(new RegionOptions
         {
             Arena = ArenaKind.HugeTlb, Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), MemoryBudget = budget,
             Prefetch = PrefetchOptions.None,

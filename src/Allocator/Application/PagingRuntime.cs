@@ -38,9 +38,15 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         _logger = options.LoggerFactory.CreateLogger("Paging.Runtime");
         Capabilities = UffdCapabilities.Current;
         // WP_ASYNC and WP_HUGETLBFS_SHMEM change nothing for ranges registered without write-protection: they are what
-        // regions with write tracking (a budget, write-back) need, asked for when the kernel has them.
-        const UffdFeatures used = UffdFeatures.MissingShmem | UffdFeatures.MinorShmem | UffdFeatures.MissingHugetlbfs |
-            UffdFeatures.MinorHugetlbfs | UffdFeatures.Poison | TrackingFeatures;
+        // regions with write tracking (a budget, write-back) need, asked for when the kernel has them. Without WP_ASYNC
+        // a write to a protected page faults to the pager (synchronous tracking).
+        WriteTracking = ResolveWriteTracking(options.WriteTracking, Capabilities.Features);
+        var used = UffdFeatures.MissingShmem | UffdFeatures.MinorShmem | UffdFeatures.MissingHugetlbfs |
+            UffdFeatures.MinorHugetlbfs | UffdFeatures.Poison | UffdFeatures.PagefaultFlagWp | UffdFeatures.WpHugetlbfsShmem;
+        if (WriteTracking == WriteTracking.Asynchronous)
+        {
+            used |= UffdFeatures.WpAsync;
+        }
         var launch = PagerLaunch.Resolve(options.PagerPath);
         var tunables = new PagerTunables((long)options.PagerSpin.TotalNanoseconds, (int)options.PagerLogLevel, options.FillThreads, options.MemoryBudget ?? 0);
         _uffd = Userfaultfd.Create(used & Capabilities.Features);
@@ -55,8 +61,22 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>What write tracking needs of the kernel: writes resolved without a fault (WP_ASYNC) on shmem.</summary>
+    /// <summary>What asynchronous write tracking needs of the kernel: writes resolved without a fault (WP_ASYNC) on shmem.</summary>
     internal const UffdFeatures TrackingFeatures = UffdFeatures.WpAsync | UffdFeatures.WpHugetlbfsShmem;
+
+    private static WriteTracking ResolveWriteTracking(WriteTracking asked, UffdFeatures kernel) => asked switch
+    {
+        WriteTracking.Asynchronous when (kernel & TrackingFeatures) != TrackingFeatures =>
+            throw new PagingFeatureNotSupportedException($"WriteTracking.Asynchronous needs userfaultfd WP_ASYNC and WP_HUGETLBFS_SHMEM (Linux 6.7+); this kernel's uffd has {kernel}: use WriteTracking.Auto or Synchronous", TrackingFeatures & ~kernel),
+        WriteTracking.Auto => (kernel & TrackingFeatures) == TrackingFeatures ? WriteTracking.Asynchronous : WriteTracking.Synchronous,
+        _ => asked,
+    };
+
+    /// <summary>How this runtime's regions that track writes learn which pages were written (never Auto).</summary>
+    public WriteTracking WriteTracking { get; }
+
+    /// <summary>The features this runtime's userfaultfd was opened with (tests).</summary>
+    internal UffdFeatures Features => _uffd.Features;
 
     /// <summary>Creates a userfaultfd and starts its pager (and standby). Throws <see cref="PagerException"/> when the
     /// pager cannot start and <see cref="PagingSystemException"/> when userfaultfd is not permitted.</summary>
@@ -103,9 +123,9 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             {
                 throw new ArgumentException($"a hugetlbfs region's memory budget must hold at least 8 huge pages ({8L * pageSize >> 20} MiB), not {b >> 20} MiB: the evictor keeps 1/8 of the budget free for fills in flight", nameof(options));
             }
-            if ((_uffd.Features & TrackingFeatures) != TrackingFeatures)
+            if (options.Arena != ArenaKind.Anonymous && (_uffd.Features & UffdFeatures.WpHugetlbfsShmem) == 0)
             {
-                throw new PagingFeatureNotSupportedException($"write tracking needs userfaultfd WP_ASYNC and WP_HUGETLBFS_SHMEM (Linux 6.7+); this kernel's uffd has {_uffd.Features}", TrackingFeatures & ~_uffd.Features);
+                throw new PagingFeatureNotSupportedException($"write tracking on a {options.Arena} arena needs userfaultfd WP_HUGETLBFS_SHMEM (Linux 5.19+); this kernel's uffd has {_uffd.Features}", UffdFeatures.WpHugetlbfsShmem);
             }
         }
         Arena? arena = null;

@@ -87,6 +87,22 @@ public sealed class PagingRuntimeOptions
         }
     }
 
+    /// <summary>How regions that track writes learn which pages were written (default <see cref="Paging.WriteTracking.Auto"/>:
+    /// asynchronous where the kernel has WP_ASYNC, else synchronous). Asking for <see cref="Paging.WriteTracking.Asynchronous"/>
+    /// on a kernel without it fails at <see cref="PagingRuntime.Start"/>.</summary>
+    public WriteTracking WriteTracking
+    {
+        get;
+        init
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(WriteTracking), value, "not a WriteTracking");
+            }
+            field = value;
+        }
+    } = WriteTracking.Auto;
+
     /// <summary>Where the runtime logs pager restarts and errors.</summary>
     public ILoggerFactory LoggerFactory
     {

@@ -264,6 +264,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         Flushes = ReadStat(RegionStat.Flushes),
         DirtyScanNanoseconds = ReadStat(RegionStat.DirtyScanNanoseconds),
         DirtyScannedPages = ReadStat(RegionStat.DirtyScannedPages),
+        WriteFaults = ReadStat(RegionStat.WriteFaults),
     };
 
     /// <summary>How many of the pages in [firstPage, firstPage+count) the pager has filled (tests, diagnostics).</summary>

@@ -63,4 +63,8 @@ public readonly record struct RegionStatistics(
 
     /// <summary>Resident pages those scans covered (DirtyScanNanoseconds / DirtyScannedPages = the scan's cost per page).</summary>
     public long DirtyScannedPages { get; init; }
+
+    /// <summary>First writes that faulted to the pager (<see cref="WriteTracking.Synchronous"/> only; asynchronous
+    /// tracking has none): one per page per write-back cycle.</summary>
+    public long WriteFaults { get; init; }
 }

@@ -51,7 +51,7 @@ internal sealed unsafe partial class FaultEngine
             {
                 throw new PagerException("write tracking needs the application's pid (this engine was built without one)");
             }
-            _app ??= ApplicationMemory.Open(_applicationPid);
+            _app ??= ApplicationMemory.Open(_applicationPid, useScan: !_syncWrites);
             if (_evictor is null)
             {
                 _evictor = new Thread(EvictLoop) { IsBackground = true, Name = "paging-evict" };
@@ -453,9 +453,10 @@ internal sealed unsafe partial class FaultEngine
     }
 
     /// <summary>Whether an unmapped page must be written back: clean only with the proof (a uffd-wp marker, no
-    /// Written bit, no dirty bit); an empty PTE may have been written before it was unmapped.</summary>
-    private static bool IsDirtyUnmapped(RegionControlBlock control, long page, PageCategory c) =>
-        (c & PageCategory.Written) != 0 || (c & PageCategory.Swapped) == 0 || control.IsDirty(page);
+    /// Written bit, no dirty bit); an empty PTE may have been written before it was unmapped.
+    /// With synchronous tracking the bit alone decides: no page is written before its write fault sets it.</summary>
+    private bool IsDirtyUnmapped(RegionControlBlock control, long page, PageCategory c) =>
+        control.IsDirty(page) || (!_syncWrites && ((c & PageCategory.Written) != 0 || (c & PageCategory.Swapped) == 0));
 
     /// <summary>Writes pages [page, page+count) to the store (the pages are claimed and unmapped from the application,
     /// so they cannot change meanwhile). The bytes are read from the memfd with pread(2) into the scratch buffer, not
@@ -564,6 +565,13 @@ internal sealed unsafe partial class FaultEngine
                 if (unmaps > 0)
                 {
                     PageOut(r, s, unmaps);
+                    if (r.Kind != ArenaKind.HugeTlb && AnyStillMapped(r, s, count, w, we))
+                    {
+                        // Pages filled moments ago wait in a CPU's LRU batch, where reclaim cannot take them: drain the
+                        // batches and ask once more, so an explicit Evict leaves only what the kernel truly keeps.
+                        App.DrainLruBatches((nint)r.Start, r.PageSize);
+                        PageOut(r, s, unmaps);
+                    }
                 }
                 _ = EvictClaimed(r, s, count, w, we);
             }
@@ -572,6 +580,25 @@ internal sealed unsafe partial class FaultEngine
         {
             r.Exit();
         }
+    }
+
+    /// <summary>Whether any of the claimed pages s.Victims[0..count) of [first, end) is still mapped (true when the
+    /// kernel cannot say).</summary>
+    private bool AnyStillMapped(ServedRegion r, WriteBackScratch s, int count, long first, long end)
+    {
+        var categories = s.Categories.AsSpan(0, (int)(end - first));
+        if (!App.Categories(r.Start + ((ulong)first << r.PageShift), r.PageSize, categories, s.Regions, out _))
+        {
+            return true;
+        }
+        for (int i = 0; i < count; i++)
+        {
+            if ((categories[(int)(s.Victims[i] - first)] & PageCategory.Present) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>Claims every filled page of [first, end) (waiting for fills and evictions in flight on them, up to the

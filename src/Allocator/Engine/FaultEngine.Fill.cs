@@ -242,7 +242,11 @@ internal sealed unsafe partial class FaultEngine
             {
                 int n = (int)(q - p);
                 var categories = t.Categories.AsSpan(0, Math.Min(n, t.Categories.Length));
-                if (n <= t.Categories.Length && App.Categories(r.Start + ((ulong)p << r.PageShift), r.PageSize, categories, t.ScanRegions, out _))
+                if (_syncWrites)
+                {
+                    // Synchronous tracking: the dirty bitmap already knows every write; mapped protected again below.
+                }
+                else if (n <= t.Categories.Length && App.Categories(r.Start + ((ulong)p << r.PageShift), r.PageSize, categories, t.ScanRegions, out _))
                 {
                     for (int i = 0; i < n; i++)
                     {

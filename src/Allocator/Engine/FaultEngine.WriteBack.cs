@@ -94,6 +94,10 @@ internal sealed unsafe partial class FaultEngine
     /// join the dirty bitmap. Returns the pages the scans covered.</summary>
     private long CollectDirty(ServedRegion r, WriteBackScratch s)
     {
+        if (_syncWrites)
+        {
+            return 0; // every write faulted first and set its bit: the bitmap is complete
+        }
         var control = r.Control;
         long p = 0, scanned = 0;
         while (p < r.Pages)
@@ -235,10 +239,23 @@ internal sealed unsafe partial class FaultEngine
         long offset = first << r.PageShift;
         int length = checked((int)((end - first) << r.PageShift));
         var copy = PageCopy.Best;
+        if (_syncWrites)
+        {
+            // Protect first, then copy: the run is claimed, so a write from now on faults and waits for the release —
+            // the one copy is a page as it was at one instant. Its writers fault again after it and mark it dirty anew.
+            var wp = _uffd.WriteProtect(r.Start + (ulong)offset, (ulong)length, protect: true);
+            if (wp != Errno.None)
+            {
+                r.Control.Add(RegionStat.WriteErrors, 1);
+                failed += end - first;
+                firstError ??= $"UFFDIO_WRITEPROTECT of {length} bytes at {offset} failed: {wp}";
+                return;
+            }
+        }
         PageCopy.Copy(s.Snapshot, r.Staging!.Pointer + offset, (nuint)length, nonTemporal: false, copy);
         // The Victims array holds this run's claimed pages; the check uses the Unmap array for its results.
         int rewritten = 0;
-        for (int attempt = 1; attempt < SnapshotAttempts; attempt++)
+        for (int attempt = 1; attempt < SnapshotAttempts && !_syncWrites; attempt++)
         {
             rewritten = ScanWrittenInto(r, s, first, end);
             if (rewritten == 0)

@@ -69,6 +69,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         _runtimeBudgetBytes = memoryBudget;
         _applicationPid = applicationPid;
         _uffd = uffd;
+        _syncWrites = (uffd.Features & UffdFeatures.WpAsync) == 0;
         _spinTicks = spinNanoseconds * Stopwatch.Frequency / 1_000_000_000;
         _active = active;
         _logger = logger;
@@ -299,8 +300,10 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             ref var m = ref t.Messages[i];
             if (m.Event == Libc.UFFD_EVENT_PAGEFAULT)
             {
-                // Addresses are 4 KiB aligned (no EXACT_ADDRESS), so bit 0 is free to carry "this was a MINOR fault".
-                t.Keys[keys++] = (m.Address & ~0xFFFUL) | ((m.Flags & Libc.UFFD_PAGEFAULT_FLAG_MINOR) != 0 ? 1UL : 0UL);
+                // Addresses are 4 KiB aligned (no EXACT_ADDRESS), so bit 0 is free to carry "this was a MINOR fault" and
+                // bit 1 "a write to a write-protected page" (synchronous write tracking only).
+                t.Keys[keys++] = (m.Address & ~0xFFFUL) | ((m.Flags & Libc.UFFD_PAGEFAULT_FLAG_MINOR) != 0 ? 1UL : 0UL) |
+                    ((m.Flags & Libc.UFFD_PAGEFAULT_FLAG_WP) != 0 ? WriteFaultKey : 0UL);
             }
         }
         var sorted = new Span<ulong>(t.Keys, keys);
@@ -309,7 +312,7 @@ internal sealed unsafe partial class FaultEngine : IDisposable
         bool counted = false;
         while (k < keys)
         {
-            ulong address = sorted[k] & ~1UL;
+            ulong address = sorted[k] & ~3UL;
             var region = Find(address, t);
             if (region is null || !region.TryEnter())
             {
@@ -327,12 +330,18 @@ internal sealed unsafe partial class FaultEngine : IDisposable
             long first = (long)((address - region.Start) >> region.PageShift);
             long end = first + 1;
             long maxPages = Math.Max(1, MaxRunBytes >> region.PageShift);
+            if ((sorted[k] & WriteFaultKey) != 0)
+            {
+                k = ServeWriteFaults(region, sorted, k);
+                region.Exit();
+                continue;
+            }
             long minor = (long)(sorted[k] & 1), messages = 1;
             int j = k + 1;
             for (; j < keys; j++)
             {
-                ulong a = sorted[j] & ~1UL;
-                if (a >= region.End)
+                ulong a = sorted[j] & ~3UL;
+                if (a >= region.End || (sorted[j] & WriteFaultKey) != 0)
                 {
                     break;
                 }

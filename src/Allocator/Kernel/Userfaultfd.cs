@@ -127,10 +127,13 @@ internal sealed unsafe class Userfaultfd : IDisposable
         return errno;
     }
 
-    /// <summary>UFFDIO_WRITEPROTECT: protects (or unprotects) [start, start+length) without waking anyone.</summary>
-    public Errno WriteProtect(ulong start, ulong length, bool protect)
+    /// <summary>UFFDIO_WRITEPROTECT: protects (or unprotects) [start, start+length). An unprotect wakes the threads
+    /// waiting on the range only with <paramref name="wake"/> (it resolves their write faults); a protect never wakes,
+    /// and the kernel refuses WP together with DONTWAKE (EINVAL, fs/userfaultfd.c), so none is passed with it.</summary>
+    public Errno WriteProtect(ulong start, ulong length, bool protect, bool wake = false)
     {
-        var w = new Libc.UffdioWriteprotect { Range = new() { Start = start, Len = length }, Mode = protect ? Libc.UFFDIO_WRITEPROTECT_MODE_WP | Libc.UFFDIO_WRITEPROTECT_MODE_DONTWAKE : Libc.UFFDIO_WRITEPROTECT_MODE_DONTWAKE };
+        ulong mode = protect ? Libc.UFFDIO_WRITEPROTECT_MODE_WP : wake ? 0 : Libc.UFFDIO_WRITEPROTECT_MODE_DONTWAKE;
+        var w = new Libc.UffdioWriteprotect { Range = new() { Start = start, Len = length }, Mode = mode };
         return Libc.Ioctl(Handle, Libc.UFFDIO_WRITEPROTECT, &w) == 0 ? Errno.None : Libc.LastErrno;
     }
 

@@ -54,8 +54,10 @@ internal enum RegionStat
     DirtyScanNanoseconds = 29,
     /// <summary>Resident pages those scans covered.</summary>
     DirtyScannedPages = 30,
+    /// <summary>Writes to write-protected pages that faulted to the pager (synchronous write tracking only).</summary>
+    WriteFaults = 31,
     /// <summary>The number of counters (at most 120 fit before the latency histogram).</summary>
-    Count = 31,
+    Count = 32,
 }
 
 /// <summary>
