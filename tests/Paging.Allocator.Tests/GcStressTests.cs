@@ -92,15 +92,19 @@ public sealed unsafe class GcStressWithEvictionTests
 {
     /// <summary>The same with eviction on: a 16 MiB budget over 64 MiB, so the clock unmaps and punches pages under
     /// the readers while collections run.</summary>
-    [Fact]
-    public void ReadersCollectionsAndEvictionNeverHang()
+    /// <para>Anonymous (synchronous tracking): the region's unmapper, a managed thread a collection stops, moves the
+    /// evicted pages out; no fault may wait for it.</para>
+    [Theory]
+    [InlineData(ArenaKind.Shmem, WriteTracking.Auto)]
+    [InlineData(ArenaKind.Anonymous, WriteTracking.Synchronous)]
+    public void ReadersCollectionsAndEvictionNeverHang(ArenaKind arena, WriteTracking tracking)
     {
         int seconds = int.TryParse(Environment.GetEnvironmentVariable("PAGING_SOAK_SECONDS"), out int s) ? s : 20;
         using var file = TestData.CreateFile(64 << 20, seed: 13);
-        using var runtime = PagingRuntime.Start();
+        using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { WriteTracking = tracking });
         using var region = runtime.CreateRegion(new RegionOptions
         {
-            Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = 16 << 20, Prefetch = PrefetchOptions.None,
+            Arena = arena, Length = 64 << 20, Store = PageStoreDescriptor.File(file.Path), MemoryBudget = 16 << 20, Prefetch = PrefetchOptions.None,
         });
         var (reads, collections, wrong) = GcStressTests.ReadWhileCollecting(region, file, seconds, dropWindows: false);
         Assert.Equal(0, wrong);

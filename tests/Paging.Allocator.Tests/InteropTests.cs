@@ -13,6 +13,7 @@ public sealed class InteropTests
         Assert.Equal(16, Unsafe.SizeOf<Libc.UffdioRange>());
         Assert.Equal(32, Unsafe.SizeOf<Libc.UffdioRegister>());
         Assert.Equal(40, Unsafe.SizeOf<Libc.UffdioCopy>());
+        Assert.Equal(40, Unsafe.SizeOf<Libc.UffdioMove>());
         Assert.Equal(32, Unsafe.SizeOf<Libc.UffdioZeropage>());
         Assert.Equal(32, Unsafe.SizeOf<Libc.UffdioContinue>());
         Assert.Equal(32, Unsafe.SizeOf<Libc.UffdioPoison>());

@@ -8,12 +8,13 @@ internal sealed class Arena : IDisposable
 {
     private const int HugePageSize = 2 * 1024 * 1024;
 
-    private Arena(ArenaKind kind, int pageSize, Mapping user, FileDescriptor? memfd)
+    private Arena(ArenaKind kind, int pageSize, Mapping user, FileDescriptor? memfd, Mapping? shadow = null)
     {
         Kind = kind;
         PageSize = pageSize;
         User = user;
         Memfd = memfd;
+        Shadow = shadow;
     }
 
     public ArenaKind Kind { get; }
@@ -24,17 +25,40 @@ internal sealed class Arena : IDisposable
 
     public FileDescriptor? Memfd { get; }
 
+    /// <summary>An anonymous region whose writes are tracked: where the pager moves the pages it evicts
+    /// (UFFDIO_MOVE, atomic against a racing write), the same length as the region; the region's unmapper frees
+    /// them. Nothing else touches it.</summary>
+    public Mapping? Shadow { get; }
+
     public static int PageSizeOf(ArenaKind kind) => kind == ArenaKind.HugeTlb ? HugePageSize : Environment.SystemPageSize;
 
     /// <summary>Reserves <paramref name="length"/> bytes (a multiple of the page size, checked by the caller).</summary>
-    public static Arena Create(ArenaKind kind, long length)
+    public static Arena Create(ArenaKind kind, long length, bool tracksWrites = false)
     {
         int pageSize = PageSizeOf(kind);
         if (kind == ArenaKind.Anonymous)
         {
             var anon = Mapping.Map(length, Protection.ReadWrite, MapFlags.Private | MapFlags.Anonymous | MapFlags.NoReserve, null, 0,
                 $"mmap of a {length}-byte anonymous arena");
-            return new Arena(kind, pageSize, anon, null);
+            if (!tracksWrites)
+            {
+                return new Arena(kind, pageSize, anon, null);
+            }
+            try
+            {
+                var shadow = Mapping.Map(length, Protection.ReadWrite, MapFlags.Private | MapFlags.Anonymous | MapFlags.NoReserve, null, 0,
+                    $"mmap of a {length}-byte shadow of an anonymous arena");
+                // UFFDIO_MOVE moves only pages exclusive to this process: a fork(2) (Process.Start) would share them
+                // with the child until it execs. The child has no use for either range.
+                _ = Libc.Madvise(anon.Address, (nuint)length, Advice.DontFork);
+                _ = Libc.Madvise(shadow.Address, (nuint)length, Advice.DontFork);
+                return new Arena(kind, pageSize, anon, null, shadow);
+            }
+            catch
+            {
+                anon.Dispose();
+                throw;
+            }
         }
         bool huge = kind == ArenaKind.HugeTlb;
         var memfd = FileDescriptor.Check(
@@ -70,6 +94,7 @@ internal sealed class Arena : IDisposable
     public void Dispose()
     {
         User.Dispose();
+        Shadow?.Dispose();
         Memfd?.Dispose();
     }
 }

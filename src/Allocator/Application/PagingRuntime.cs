@@ -42,7 +42,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         // a write to a protected page faults to the pager (synchronous tracking).
         WriteTracking = ResolveWriteTracking(options.WriteTracking, Capabilities.Features);
         var used = UffdFeatures.MissingShmem | UffdFeatures.MinorShmem | UffdFeatures.MissingHugetlbfs |
-            UffdFeatures.MinorHugetlbfs | UffdFeatures.Poison | UffdFeatures.PagefaultFlagWp | UffdFeatures.WpHugetlbfsShmem;
+            UffdFeatures.MinorHugetlbfs | UffdFeatures.Poison | UffdFeatures.PagefaultFlagWp | UffdFeatures.WpHugetlbfsShmem | UffdFeatures.Move;
         if (WriteTracking == WriteTracking.Asynchronous)
         {
             used |= UffdFeatures.WpAsync;
@@ -77,6 +77,9 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
 
     /// <summary>The features this runtime's userfaultfd was opened with (tests).</summary>
     internal UffdFeatures Features => _uffd.Features;
+
+    /// <summary>The runtime's userfaultfd (a tracked anonymous region's unmapper moves pages with it).</summary>
+    internal Userfaultfd Uffd => _uffd;
 
     /// <summary>Creates a userfaultfd and starts its pager (and standby). Throws <see cref="PagerException"/> when the
     /// pager cannot start and <see cref="PagingSystemException"/> when userfaultfd is not permitted.</summary>
@@ -115,9 +118,13 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         long pages = options.Length / pageSize;
         if (options.TracksWrites)
         {
-            if (options.Arena == ArenaKind.Anonymous)
+            if (options.Arena == ArenaKind.Anonymous && WriteTracking != WriteTracking.Synchronous)
             {
-                throw new ArgumentException("MemoryBudget and WriteBack need a Shmem or HugeTlb arena, not Anonymous: an anonymous page lives only in its mapping, so evicting it means dropping it, and a write landing between the dirty check and the drop would be lost (the kernel has no atomic check-and-drop for another process); use ArenaKind.Shmem, whose pages stay in a file the pager can write back and punch", nameof(options));
+                throw new ArgumentException("MemoryBudget and WriteBack on an Anonymous arena need a runtime with PagingRuntimeOptions.WriteTracking = WriteTracking.Synchronous: an anonymous page lives only in its mapping, so evicting it means taking it away, and with asynchronous tracking a write landing between the dirty check and that would be lost (the kernel resolves it without telling the pager); with synchronous tracking a clean page is write-protected, so a write must wait for the pager. Or use ArenaKind.Shmem, whose pages stay in a file the pager can write back and punch", nameof(options));
+            }
+            if (options.Arena == ArenaKind.Anonymous && (_uffd.Features & UffdFeatures.Move) == 0)
+            {
+                throw new PagingFeatureNotSupportedException($"MemoryBudget and WriteBack on an Anonymous arena need userfaultfd MOVE (Linux 6.8+) to take pages away atomically; this kernel's uffd has {_uffd.Features}: use ArenaKind.Shmem", UffdFeatures.Move);
             }
             if (options.Arena == ArenaKind.HugeTlb && options.MemoryBudget is { } b && b < 8L * pageSize)
             {
@@ -134,7 +141,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         bool registered = false;
         try
         {
-            arena = Arena.Create(options.Arena, options.Length);
+            arena = Arena.Create(options.Arena, options.Length, options.TracksWrites);
             control = RegionControlBlock.Create(pages, out ctlFd);
             var mode = options.Arena == ArenaKind.Anonymous ? UffdRegisterMode.Missing : UffdRegisterMode.Missing | UffdRegisterMode.Minor;
             if (options.TracksWrites)
@@ -147,6 +154,16 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             if (options.TracksWrites)
             {
                 needed |= UffdIoctls.WriteProtect;
+            }
+            if (arena.Shadow is { } shadow)
+            {
+                // Registered exactly as the region (UFFDIO_MOVE wants the same protections on both sides, and a
+                // destination registered with this uffd); never touched by the application, so it never faults.
+                var shadowIoctls = _uffd.Register(shadow.Address, options.Length, mode);
+                if ((shadowIoctls & UffdIoctls.Move) == 0)
+                {
+                    throw new PagingFeatureNotSupportedException($"the kernel registered the shadow of an anonymous region without UFFDIO_MOVE (has {shadowIoctls})", UffdFeatures.Move);
+                }
             }
             if ((ioctls & needed) != needed)
             {
@@ -161,7 +178,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
                 ulong id = ++_nextRegionId;
                 region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch, options.TracksWrites);
                 var message = new AddRegionMessage(id, options.Arena, pageSize, (ulong)arena.User.Address, (ulong)options.Length, options.Store, policy, options.ReadTimeout,
-                    options.MemoryBudget ?? 0, options.TracksWrites);
+                    options.MemoryBudget ?? 0, options.TracksWrites, (ulong)(arena.Shadow?.Address ?? 0));
                 _supervisor.Add(message, arena.Memfd is null ? [ctlFd] : [ctlFd, arena.Memfd]);
                 _regions.Add(id, region);
             }

@@ -25,7 +25,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     private int _disposeRequested;
     private int _references = 1; // the owner's, dropped by Dispose; each pinned view adds one
     private int _tornDown;
-    private readonly Unmapper? _unmapper; // hugetlbfs regions under a budget: unmaps what the pager's clock asks
+    private readonly Unmapper? _unmapper; // tracked hugetlbfs regions: unmaps what the clock asks; tracked anonymous: frees the shadow
 
     internal Region(PagingRuntime runtime, ulong id, Arena arena, RegionControlBlock control, FileDescriptor controlFd,
         PageStoreDescriptor store, PrefetchOptions prefetch, bool tracksWrites = false)
@@ -41,6 +41,10 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         if (tracksWrites && arena.Kind == ArenaKind.HugeTlb)
         {
             _unmapper = new Unmapper(control, arena.User.Address, arena.User.Length, arena.PageSize);
+        }
+        else if (arena.Shadow is { } shadow)
+        {
+            _unmapper = new Unmapper(control, shadow.Address, shadow.Length, arena.PageSize, runtime.Uffd, arena.User.Address); // moves and frees evicted pages
         }
     }
 
@@ -198,7 +202,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         }
         if (end > first)
         {
-            if (_unmapper is not null)
+            if (_unmapper is not null && _arena.Kind == ArenaKind.HugeTlb)
             {
                 // Hugetlbfs: only this process can unmap its huge pages (see Unmapper); unmapped first, the pages are
                 // ones the pager can evict (a page touched again meanwhile is mapped again and kept, as with shmem).

@@ -11,6 +11,10 @@ namespace Paging;
 /// checked on Linux 6.18). Requests come through the control block's mailbox, a shared futex wakes this thread, and
 /// the pager never waits for it — it only posts again once this request is done — so a thread of ours delayed by a
 /// garbage collection delays an unmapping, never a fault.
+/// <para>A tracked anonymous region's unmapper works on the region's shadow instead: it moves the pages the pager
+/// evicts into it (UFFDIO_MOVE, which only the owning process may call) and frees shadow slots the pager has settled
+/// (see FaultEngine.EvictAnonymous). A fault on a page moved out is served from the shadow by the pager, so nothing
+/// waits for this thread there either.</para>
 /// </summary>
 internal sealed class Unmapper : IDisposable
 {
@@ -21,8 +25,17 @@ internal sealed class Unmapper : IDisposable
     private readonly Thread _thread;
     private readonly (long First, long Count)[] _ranges = new (long, long)[RegionControlBlock.UnmapSlots];
 
-    public Unmapper(RegionControlBlock control, nint start, long length, int pageSize)
+    private readonly Kernel.Userfaultfd? _uffd;
+    private readonly nint _moveFrom;
+
+    /// <summary>An unmapper of [start, start+length). With <paramref name="uffd"/>, a tracked anonymous region's:
+    /// <paramref name="start"/> is its shadow, and a request may also move pages of the region (at
+    /// <paramref name="moveFrom"/>) into the shadow (UFFDIO_MOVE works only from the process that owns the memory:
+    /// fs/userfaultfd.c refuses a cross-mm move with EINVAL, checked on 6.18).</summary>
+    public Unmapper(RegionControlBlock control, nint start, long length, int pageSize, Kernel.Userfaultfd? uffd = null, nint moveFrom = 0)
     {
+        _uffd = uffd;
+        _moveFrom = moveFrom;
         _control = control;
         _start = start;
         _pages = length / pageSize;
@@ -45,6 +58,11 @@ internal sealed class Unmapper : IDisposable
             for (int i = 0; i < n; i++)
             {
                 var (first, count) = _ranges[i];
+                if (count < 0 && _uffd is not null && first >= 0 && -count <= _pages - first)
+                {
+                    Move(first, -count);
+                    continue;
+                }
                 if (first < 0 || count <= 0 || count > _pages - first)
                 {
                     continue; // never outside the region, whatever the shared block says
@@ -56,6 +74,24 @@ internal sealed class Unmapper : IDisposable
             }
             _control.CompleteUnmap(seq);
             seen = seq;
+        }
+    }
+
+    /// <summary>Moves pages [first, first+count) of the region into the same slots of the shadow. A page that will
+    /// not move (its slot still holds a page: EEXIST; pinned for I/O: EBUSY) stays where it is; the pager sees it
+    /// still mapped when the request is done.</summary>
+    private void Move(long first, long count)
+    {
+        long p = first, end = first + count;
+        while (p < end)
+        {
+            ulong offset = (ulong)p << _pageShift, length = (ulong)(end - p) << _pageShift;
+            var errno = _uffd!.Move((ulong)_start + offset, (ulong)_moveFrom + offset, length, out long moved);
+            if (errno == Errno.None)
+            {
+                return;
+            }
+            p += moved > 0 ? moved >> _pageShift : 1;
         }
     }
 

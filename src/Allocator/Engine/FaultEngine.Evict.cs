@@ -211,7 +211,7 @@ internal sealed unsafe partial class FaultEngine
         bool drained = false;
         while (evicted < want && visited < limit && !_stopping)
         {
-            if (!drained && visited >= r.Pages && r.Kind != ArenaKind.HugeTlb)
+            if (!drained && visited >= r.Pages && r.Kind == ArenaKind.Shmem)
             {
                 // A whole turn and still short: pages filled last may be waiting in a CPU's LRU batch, where reclaim
                 // cannot unmap them.
@@ -223,7 +223,7 @@ internal sealed unsafe partial class FaultEngine
             visited += end - first;
             if (AnyFilled(r.Control, first, end))
             {
-                evicted += SweepWindow(r, first, end, want - evicted, s);
+                evicted += r.Kind == ArenaKind.Anonymous ? SweepAnonymous(r, first, end, want - evicted, s) : SweepWindow(r, first, end, want - evicted, s);
             }
         }
         return evicted;
@@ -528,6 +528,10 @@ internal sealed unsafe partial class FaultEngine
     /// page cache.</summary>
     private static void ZapStaging(ServedRegion r, long offset, long length)
     {
+        if (r.Staging is null)
+        {
+            return; // anonymous: the pager never maps the region's pages
+        }
         const long window = 64 * 1024;
         long start = offset & ~(window - 1), end = Math.Min((long)r.Length, (offset + length + window - 1) & ~(window - 1));
         _ = Libc.Madvise((nint)(r.Staging!.Pointer + start), (nuint)(end - start), Advice.DontNeed);
@@ -553,6 +557,11 @@ internal sealed unsafe partial class FaultEngine
         var s = _commandScratch;
         try
         {
+            if (r.Kind == ArenaKind.Anonymous)
+            {
+                EvictAnonymousRange(r, first, end, s);
+                return;
+            }
             for (long w = first; w < end; w += ClockWindowPages)
             {
                 long we = Math.Min(end, w + ClockWindowPages);

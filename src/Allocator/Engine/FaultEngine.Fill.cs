@@ -165,7 +165,7 @@ internal sealed unsafe partial class FaultEngine
     /// from one the application dropped with MADV_DONTNEED.</summary>
     private void MapAgain(FillThread t, ServedRegion r, long page, long count)
     {
-        if (r.TrackWrites)
+        if (r.TrackWrites && r.Kind != ArenaKind.Anonymous)
         {
             MapAgainTracked(t, r, page, count);
             return;
@@ -202,6 +202,10 @@ internal sealed unsafe partial class FaultEngine
             }
             try
             {
+                if (r.Shadow != 0 && TakeBackTracked(t, r, p))
+                {
+                    continue;
+                }
                 if (TryRead(r, p << r.PageShift, new Span<byte>(t.CopyBuffer, r.PageSize), out var status))
                 {
                     MapAnonymous(r, p, 1, status, t.CopyBuffer, stale: true);
@@ -568,7 +572,17 @@ internal sealed unsafe partial class FaultEngine
     {
         long offset = first << r.PageShift;
         long length = count << r.PageShift;
-        if (status == PageReadStatus.Data && PageCopy.IsZero(buffer, (nuint)length, PageCopy.Best))
+        if (r.TrackWrites)
+        {
+            // Mapped write-protected, so the first write faults to the pager (synchronous tracking). The shared zero
+            // page cannot be mapped protected (a write would copy it without a fault): zeros are copied.
+            if (status == PageReadStatus.Zero)
+            {
+                new Span<byte>(buffer, checked((int)length)).Clear();
+                status = PageReadStatus.Data;
+            }
+        }
+        else if (status == PageReadStatus.Data && PageCopy.IsZero(buffer, (nuint)length, PageCopy.Best))
         {
             // All-zero data (sparse files, zero-initialised tensors): map the shared zero page instead of copying
             // a page of zeros into a new one. The check reads the bytes just written, still in cache.
@@ -582,7 +596,7 @@ internal sealed unsafe partial class FaultEngine
         {
             var errno = status == PageReadStatus.Zero
                 ? _uffd.ZeroPage(start, remaining, out long done)
-                : _uffd.Copy(start, source, remaining, out done);
+                : _uffd.Copy(start, source, remaining, out done, r.TrackWrites);
             if (errno == Errno.None)
             {
                 r.Control.Add(RegionStat.Resolutions, 1);

@@ -53,7 +53,20 @@ internal sealed unsafe partial class FaultEngine
                     throw new PageStoreException(PageStoreError.ReadOnly, $"region {id} has written pages but its store ({r.StoreName}) is read-only: nothing can be flushed");
                 }
                 // A run's own re-check scans re-protect only pages that stay dirty until their write succeeds.
-                WriteBackDirty(r, s, ref failed, ref firstError);
+                if (r.Shadow != 0)
+                {
+                    // Anonymous: no move may start while the pages are read (see FaultEngine.EvictAnonymous).
+                    lock (r.ShadowLock)
+                    {
+                        WaitForUnmapper(r);
+                        SettleMoves(r, s);
+                        WriteBackDirty(r, s, ref failed, ref firstError);
+                    }
+                }
+                else
+                {
+                    WriteBackDirty(r, s, ref failed, ref firstError);
+                }
             }
             finally
             {
@@ -252,7 +265,27 @@ internal sealed unsafe partial class FaultEngine
                 return;
             }
         }
-        PageCopy.Copy(s.Snapshot, r.Staging!.Pointer + offset, (nuint)length, nonTemporal: false, copy);
+        if (r.Staging is null)
+        {
+            // Anonymous (synchronous tracking only): protected above, so one read out of the application is the copy.
+            try
+            {
+                ReadAnonymousRun(r, s, first, end);
+            }
+#pragma warning disable CA1031 // Reported to the caller of Flush through failed/firstError; the pages stay dirty.
+            catch (Exception e) when (e is not OutOfMemoryException)
+#pragma warning restore CA1031
+            {
+                r.Control.Add(RegionStat.WriteErrors, 1);
+                failed += end - first;
+                firstError ??= e.Message;
+                return;
+            }
+        }
+        else
+        {
+            PageCopy.Copy(s.Snapshot, r.Staging.Pointer + offset, (nuint)length, nonTemporal: false, copy);
+        }
         // The Victims array holds this run's claimed pages; the check uses the Unmap array for its results.
         int rewritten = 0;
         for (int attempt = 1; attempt < SnapshotAttempts && !_syncWrites; attempt++)
@@ -266,7 +299,7 @@ internal sealed unsafe partial class FaultEngine
             {
                 long page = s.Unmap[k];
                 long o = (page - first) << r.PageShift;
-                PageCopy.Copy(s.Snapshot + o, r.Staging.Pointer + offset + o, (nuint)r.PageSize, nonTemporal: false, copy);
+                PageCopy.Copy(s.Snapshot + o, r.Staging!.Pointer + offset + o, (nuint)r.PageSize, nonTemporal: false, copy);
             }
         }
         bool stable = true;
@@ -282,7 +315,7 @@ internal sealed unsafe partial class FaultEngine
                 for (int k = 0; k < rewritten; k++)
                 {
                     long o = (s.Unmap[k] - first) << r.PageShift;
-                    PageCopy.Copy(s.Snapshot + o, r.Staging.Pointer + offset + o, (nuint)r.PageSize, nonTemporal: false, copy);
+                    PageCopy.Copy(s.Snapshot + o, r.Staging!.Pointer + offset + o, (nuint)r.PageSize, nonTemporal: false, copy);
                 }
                 // Their PTEs are empty now, which reads as "written": protect them (a uffd-wp marker) so the next
                 // scan sees them clean unless they are written again.

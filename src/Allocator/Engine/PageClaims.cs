@@ -71,6 +71,9 @@ internal unsafe class PageBits : IDisposable
 
     public bool IsSet(long page) => (Volatile.Read(ref _bits[page >> 6]) & (1UL << (int)(page & 63))) != 0;
 
+    /// <summary>The 64 bits of the word holding <paramref name="page"/> (bit i: page (page &amp; ~63) + i).</summary>
+    public ulong Word(long page) => Volatile.Read(ref _bits[page >> 6]);
+
     /// <summary>Clears bits [first, first+count), a word at a time.</summary>
     public void Clear(long first, long count)
     {

@@ -18,9 +18,10 @@ internal sealed unsafe class ServedRegion : IDisposable
 
     public ServedRegion(ulong id, ArenaKind kind, ulong start, ulong length, int pageSize, RegionControlBlock control,
         Mapping? staging, IPageStore store, string storeName, ReadAheadPolicy policy, FileDescriptor? memfd = null,
-        TimeSpan? readTimeout = null, long memoryBudget = 0, bool trackWrites = false)
+        TimeSpan? readTimeout = null, long memoryBudget = 0, bool trackWrites = false, ulong shadow = 0)
     {
         TrackWrites = trackWrites;
+        Shadow = shadow;
         BudgetPages = memoryBudget / pageSize;
         Writable = (store.Capabilities & PageStoreCapabilities.Write) != 0;
         RetainsEvicted = (store.Capabilities & PageStoreCapabilities.RetainsEvicted) != 0;
@@ -41,6 +42,8 @@ internal sealed unsafe class ServedRegion : IDisposable
         StoreName = storeName;
         Claims = new PageClaims(Pages);
         Cold = trackWrites ? new PageBits(Pages) : null;
+        FreeQueue = shadow != 0 ? new PageBits(Pages) : null;
+        Leaving = shadow != 0 ? new long[FaultEngine.ClockWindowPages] : null;
         ReadTimeout = readTimeout ?? TimeSpan.FromSeconds(30);
         SpliceSource = kind == ArenaKind.Shmem && memfd is not null && (store.Capabilities & PageStoreCapabilities.FileSource) != 0 ? store.FileSource : null;
     }
@@ -86,6 +89,36 @@ internal sealed unsafe class ServedRegion : IDisposable
     /// comes back was not touched in a whole turn (its touch would have mapped it again with a MINOR fault). Null
     /// for regions whose pages are never evicted.</summary>
     public PageBits? Cold { get; }
+
+    /// <summary>A tracked anonymous region's shadow in the application (0 otherwise): eviction moves pages there
+    /// (UFFDIO_MOVE) and the region's unmapper frees them.</summary>
+    public ulong Shadow { get; }
+
+    /// <summary>Shadow slots whose page is to be freed (an evicted page's bytes, or a stale copy of a page taken back),
+    /// not yet handed to the unmapper; null without a shadow. Guarded by <see cref="ShadowLock"/>.</summary>
+    public PageBits? FreeQueue { get; }
+
+    /// <summary>How many bits of <see cref="FreeQueue"/> are set (changed with Interlocked: a fault that takes a page
+    /// back from the shadow queues its slot without the lock).</summary>
+    public long FreeCount;
+
+    /// <summary>Pages of the move request handed to the unmapper and not yet settled (LeavingCount of them; at most
+    /// one window's worth); null without a shadow.</summary>
+    public long[]? Leaving { get; }
+
+    /// <summary>How many entries of <see cref="Leaving"/> are in use.</summary>
+    public int LeavingCount { get; set; }
+
+    /// <summary>The request in the mailbox (if not done yet) moves pages (true) or frees shadow slots (false).</summary>
+    public bool MoveOutstanding { get; set; }
+
+    /// <summary>Where the next hand-over of shadow slots to free starts looking.</summary>
+    public long ShadowCursor { get; set; }
+
+    /// <summary>Serializes the evictor's and the command thread's use of the mailbox and the shadow. Held, with the
+    /// mailbox idle, while the pager reads the region's pages out of the application: no move can start then, so a
+    /// page found mapped stays mapped (reading a moved page would fault on the pager itself).</summary>
+    public Lock ShadowLock { get; } = new();
 
     /// <summary>Where the eviction clock's hand is (the evictor thread's alone).</summary>
     public long Hand { get; set; }
@@ -167,6 +200,7 @@ internal sealed unsafe class ServedRegion : IDisposable
             Control.Dispose();
             Claims.Dispose();
             Cold?.Dispose();
+            FreeQueue?.Dispose();
         }
     }
 

@@ -31,6 +31,8 @@ internal enum Advice
     WillNeed = 3,
     DontNeed = 4,
     Remove = 9,
+    /// <summary>MADV_DONTFORK: a child of fork(2) does not get the range (its pages stay exclusive to this process).</summary>
+    DontFork = 10,
     HugePage = 14,
     NoHugePage = 15,
     PopulateRead = 22,

@@ -22,6 +22,7 @@ internal enum UffdIoctls : ulong
     WriteProtect = 1 << 0x06,
     Continue = 1 << 0x07,
     Poison = 1 << 0x08,
+    Move = 1 << 0x05,
 }
 
 /// <summary>userfaultfd: the ioctl numbers and structs of include/uapi/linux/userfaultfd.h (6.18; sizes asserted in
@@ -44,7 +45,8 @@ internal static unsafe partial class Libc
 
     internal const ulong UFFD_API = 0xAA;
 
-    internal const ulong UFFDIO_COPY_MODE_DONTWAKE = 1;
+    internal const ulong UFFDIO_COPY_MODE_DONTWAKE = 1, UFFDIO_COPY_MODE_WP = 2;
+    internal const ulong UFFDIO_MOVE_MODE_DONTWAKE = 1, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES = 2;
     internal const ulong UFFDIO_ZEROPAGE_MODE_DONTWAKE = 1;
     internal const ulong UFFDIO_CONTINUE_MODE_DONTWAKE = 1;
     internal const ulong UFFDIO_CONTINUE_MODE_WP = 2;
@@ -65,6 +67,10 @@ internal static unsafe partial class Libc
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct UffdioCopy { public ulong Dst, Src, Len, Mode; public long Copy; }
+
+    /// <summary>struct uffdio_move, 40 bytes: the pages of [Src, Src+Len) move to [Dst, Dst+Len) of the same process.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct UffdioMove { public ulong Dst, Src, Len, Mode; public long Move; }
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct UffdioZeropage { public UffdioRange Range; public ulong Mode; public long Zeropage; }

@@ -137,13 +137,26 @@ internal sealed unsafe class Userfaultfd : IDisposable
         return Libc.Ioctl(Handle, Libc.UFFDIO_WRITEPROTECT, &w) == 0 ? Errno.None : Libc.LastErrno;
     }
 
-    /// <summary>UFFDIO_COPY of <paramref name="length"/> bytes from <paramref name="source"/>, waking the waiters.</summary>
-    public Errno Copy(ulong destination, ulong source, ulong length, out long copied)
+    /// <summary>UFFDIO_COPY of <paramref name="length"/> bytes from <paramref name="source"/>, waking the waiters;
+    /// with <paramref name="writeProtect"/> the pages are mapped write-protected (tracked anonymous regions).</summary>
+    public Errno Copy(ulong destination, ulong source, ulong length, out long copied, bool writeProtect = false)
     {
-        var c = new Libc.UffdioCopy { Dst = destination, Src = source, Len = length };
+        var c = new Libc.UffdioCopy { Dst = destination, Src = source, Len = length, Mode = writeProtect ? Libc.UFFDIO_COPY_MODE_WP : 0 };
         int rc = Libc.Ioctl(Handle, Libc.UFFDIO_COPY, &c);
         var errno = rc == 0 ? Errno.None : Libc.LastErrno;
         copied = rc == 0 ? (long)length : Math.Max(0, c.Copy);
+        return errno;
+    }
+
+    /// <summary>UFFDIO_MOVE (Linux 6.8+): moves the anonymous pages of [source, source+length) to [destination, ...) in
+    /// the application, atomically per page (a thread touching a source page after its move faults), without waking
+    /// anyone. Holes in the source are skipped. <paramref name="moved"/> is the progress in bytes.</summary>
+    public Errno Move(ulong destination, ulong source, ulong length, out long moved)
+    {
+        var m = new Libc.UffdioMove { Dst = destination, Src = source, Len = length, Mode = Libc.UFFDIO_MOVE_MODE_DONTWAKE | Libc.UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
+        int rc = Libc.Ioctl(Handle, Libc.UFFDIO_MOVE, &m);
+        var errno = rc == 0 ? Errno.None : Libc.LastErrno;
+        moved = rc == 0 ? (long)length : Math.Max(0, m.Move);
         return errno;
     }
 

@@ -76,9 +76,11 @@ internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Featur
 /// <param name="MemoryBudget">Bytes the region may keep resident (0: none of its own).</param>
 /// <param name="TrackWrites">The range is registered for write-protection (WP_ASYNC): pages are mapped protected, the
 /// pager learns which were written with PAGEMAP_SCAN, writes them back and may evict them.</param>
+/// <param name="ShadowAddress">A tracked anonymous region's shadow (as long as the region, registered with the same
+/// uffd): where eviction moves pages with UFFDIO_MOVE; 0 for other regions.</param>
 internal sealed record AddRegionMessage(
     ulong Id, ArenaKind Arena, int PageSize, ulong Address, ulong Length, PageStoreDescriptor Store, ReadAheadPolicy Policy, TimeSpan ReadTimeout,
-    long MemoryBudget = 0, bool TrackWrites = false)
+    long MemoryBudget = 0, bool TrackWrites = false, ulong ShadowAddress = 0)
 {
     public int FdCount => Arena == ArenaKind.Anonymous ? 1 : 2;
 
@@ -108,6 +110,7 @@ internal sealed record AddRegionMessage(
         w.U64((ulong)ReadTimeout.TotalMilliseconds);
         w.U64((ulong)MemoryBudget);
         w.Bool(TrackWrites);
+        w.U64(ShadowAddress);
         return buffer[..w.Length];
     }
 
@@ -139,6 +142,7 @@ internal sealed record AddRegionMessage(
         ulong timeoutMs = r.U64();
         ulong budget = r.U64();
         bool track = r.Bool();
+        ulong shadow = r.U64();
         r.End();
         if (budget > long.MaxValue)
         {
@@ -167,7 +171,7 @@ internal sealed record AddRegionMessage(
         }
         var store = new PageStoreDescriptor(kind, settings, assembly.Length > 0 ? assembly : null, type.Length > 0 ? type : null);
         return new AddRegionMessage(id, arena, (int)pageSize, address, length, store, new ReadAheadPolicy(readAhead, (long)block, (long)window, streamAll),
-            TimeSpan.FromMilliseconds(timeoutMs), (long)budget, track);
+            TimeSpan.FromMilliseconds(timeoutMs), (long)budget, track, shadow);
     }
 }
 

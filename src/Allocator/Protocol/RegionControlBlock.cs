@@ -321,10 +321,11 @@ internal sealed unsafe class RegionControlBlock : IDisposable
 
     private long* Ranges => (long*)(_mapping.Pointer + RangesOffset);
 
-    /// <summary>Pager side: posts pages[0..count) (ascending) as ranges for the application to unmap, up to
+    /// <summary>Pager side: posts pages[0..count) (ascending) as ranges for the application to unmap (with
+    /// <paramref name="move"/>: to move out of a tracked anonymous region into its shadow), up to
     /// <see cref="UnmapSlots"/> ranges, and wakes its unmapper. Returns how many of the pages were posted: 0 when the
     /// previous request is not done yet (nothing waits for it: the clock posts again on a later turn).</summary>
-    public int TryPostUnmap(ReadOnlySpan<long> pages)
+    public int TryPostUnmap(ReadOnlySpan<long> pages, bool move = false)
     {
         int* request = MailboxInt(RequestSeqOffset);
         int seq = Volatile.Read(ref *request);
@@ -344,7 +345,7 @@ internal sealed unsafe class RegionControlBlock : IDisposable
                 j++;
             }
             ranges[2 * n] = p;
-            ranges[2 * n + 1] = q - p;
+            ranges[2 * n + 1] = move ? p - q : q - p; // negative: move the region's pages into its shadow
             n++;
             posted = j;
             i = j;
