@@ -448,6 +448,26 @@ public sealed class SynchronousWriteTrackingTests : IDisposable
     public void AnonymousEvictWritesBackDropsAndKeepsPinnedPages() => BudgetTests.EvictWritesBackAndKeepsPinned(_runtime, ArenaKind.Anonymous);
 
     [Fact]
+    public unsafe void AnonymousWritesAreFlushedOnDisposeAndDiscardDropsThem()
+    {
+        const long length = 1L << 20;
+        using var file = TestData.CreateFile(length, seed: 79);
+        var region = _runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.Anonymous, Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), WriteBack = true,
+        });
+        ulong* words = (ulong*)region.Pointer;
+        words[3 * 512 + 7] = 0x1111;      // kept: written back when the region is disposed
+        words[5 * 512 + 9] = 0x2222;      // dropped with its page by Discard
+        region.Discard(5 * 4096, 4096);
+        Assert.Equal(TestData.WordAt((5 * 512 + 9) * 8, file.Seed), words[5 * 512 + 9]); // read again from the file
+        region.Dispose();
+        var onDisk = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path));
+        Assert.Equal(0x1111UL, onDisk[3 * 512 + 7]);
+        Assert.Equal(TestData.WordAt((5 * 512 + 9) * 8, file.Seed), onDisk[5 * 512 + 9]);
+    }
+
+    [Fact]
     public void AnonymousPagerKilledDuringWriteBackLosesNothingFlushed()
     {
         // A pager that dies leaves pages its unmapper moved into the shadow unsettled: its successor must take them back.
