@@ -307,8 +307,10 @@ public sealed unsafe class BudgetTests(RuntimeFixture fixture)
 [Collection("serial")]
 public sealed unsafe class WriteBackCrashTests(RuntimeFixture fixture)
 {
-    [Fact]
-    public void AMillionWritesFlushedSurviveTheApplicationKilledWithSigkill()
+    [Theory]
+    [InlineData(ArenaKind.Shmem)]
+    [InlineData(ArenaKind.Anonymous)] // in a runtime with synchronous write tracking
+    public void AMillionWritesFlushedSurviveTheApplicationKilledWithSigkill(ArenaKind arena)
     {
         const long length = 16L << 20, budget = 12L << 20;
         const long writes = 1_000_000;
@@ -316,7 +318,7 @@ public sealed unsafe class WriteBackCrashTests(RuntimeFixture fixture)
         using var file = TestData.CreateFile(length, seed: 61);
         string child = Path.Combine(AppContext.BaseDirectory, "Paging.CrashChild.dll");
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { "exec", child, file.Path, budget.ToString(System.Globalization.CultureInfo.InvariantCulture), writes.ToString(System.Globalization.CultureInfo.InvariantCulture), seed.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+        foreach (var a in new[] { "exec", child, file.Path, budget.ToString(System.Globalization.CultureInfo.InvariantCulture), writes.ToString(System.Globalization.CultureInfo.InvariantCulture), seed.ToString(System.Globalization.CultureInfo.InvariantCulture), arena == ArenaKind.Anonymous ? "anonymous" : "shmem" })
         {
             psi.ArgumentList.Add(a);
         }

@@ -5,16 +5,19 @@ using Paging.CrashChild;
 using Paging.Stores;
 
 // The application the crash tests kill: writes under eviction, flushes, says so on stdout, then keeps writing until
-// it is killed with SIGKILL. Usage: Paging.CrashChild <file> <budget bytes> <writes before the flush> <seed>.
+// it is killed with SIGKILL. Usage: Paging.CrashChild <file> <budget bytes> <writes before the flush> <seed> [anonymous]
+// (anonymous: an anonymous arena, in a runtime with synchronous write tracking; else shmem).
 // Write i (from 0) stores CrashWrites.Value(i, page, slot) at a (page, slot) drawn from CrashWrites.Next.
 string path = args[0];
 long budget = long.Parse(args[1], CultureInfo.InvariantCulture);
 long before = long.Parse(args[2], CultureInfo.InvariantCulture);
 ulong rng = ulong.Parse(args[3], CultureInfo.InvariantCulture);
 long length = new FileInfo(path).Length;
-using var runtime = PagingRuntime.Start();
+bool anonymous = args.Length > 4 && args[4] == "anonymous";
+using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { WriteTracking = anonymous ? WriteTracking.Synchronous : WriteTracking.Auto });
 using var region = runtime.CreateRegion(new RegionOptions
 {
+    Arena = anonymous ? ArenaKind.Anonymous : ArenaKind.Shmem,
     Length = length,
     Store = PageStoreDescriptor.File(path, writable: true),
     MemoryBudget = budget,
