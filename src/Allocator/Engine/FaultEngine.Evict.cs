@@ -218,6 +218,10 @@ internal sealed unsafe partial class FaultEngine
                 App.DrainLruBatches((nint)r.Start, r.PageSize);
                 drained = true;
             }
+            if (r.Kind == ArenaKind.Anonymous && !AwaitUnmapper(r))
+            {
+                break; // the application's unmapper is still busy: the hand stays, the evictor comes back
+            }
             long first = r.Hand, end = Math.Min(r.Pages, first + ClockWindowPages);
             r.Hand = end >= r.Pages ? 0 : end;
             visited += end - first;

@@ -18,11 +18,13 @@ namespace Paging.Engine;
 /// takes the bytes back from the shadow (filled, not mapped, and in the shadow means the shadow holds the page's
 /// latest bytes — the only way in is a move). When the request is done the pager settles each page: gone from the
 /// region and in the shadow, it is evicted (written back from the shadow if dirty, then the slot is freed by the next
-/// request); still mapped (it would not move, or it was taken back), it stays. The pager reads the region's own pages
+/// request) — when the hand comes back, or at once for an Evict hint; still mapped (it would not move, or it was taken
+/// back), it stays. The pager reads the region's own pages
 /// only while the mailbox is idle and the region's shadow lock is held, so no move can start under the read (reading a
 /// moved page would fault on the pager itself); it reads the shadow only where pagemap shows a page.
-/// <para>The clock has no reference bit here (pagemap has no accessed bit, and taking an anonymous page away is the
-/// only way to see it touched again), so the hand evicts in address order: FIFO, not second chance.</para>
+/// <para>The clock's second chance comes from the shadow, as shmem's from the page cache: a page moved out stays there,
+/// cold, until the hand comes back; a touch meanwhile takes it back (no store read) and it is kept; one still in the
+/// shadow then is evicted. (Pagemap has no accessed bit: taking the page away is the only way to see a touch.)</para>
 /// </summary>
 internal sealed unsafe partial class FaultEngine
 {
@@ -41,7 +43,11 @@ internal sealed unsafe partial class FaultEngine
             {
                 return 0;
             }
-            long settled = SettleMoves(r, s);
+            // Over the budget itself (not only past the evictor's start mark): no time for a second chance — the
+            // pages that left are evicted now. Otherwise they wait in the shadow, cold, for the hand to come back.
+            // (Each page needs a round trip to the unmapper before the hand can see it untouched, and a collection
+            // stops that thread: under heavy GC a pure second-chance clock evicted nothing in 20 s.)
+            long settled = SettleMoves(r, s, evict: OverBudget(r, 0));
             if (PostFrees(r, s))
             {
                 return settled;
@@ -60,7 +66,7 @@ internal sealed unsafe partial class FaultEngine
             {
                 long we = Math.Min(end, w + ClockWindowPages);
                 WaitForUnmapper(r);
-                SettleMoves(r, s);
+                SettleMoves(r, s, evict: true);
                 if (PostFrees(r, s))
                 {
                     WaitForUnmapper(r);
@@ -68,7 +74,7 @@ internal sealed unsafe partial class FaultEngine
                 if (PostMoves(r, s, w, we, long.MaxValue) > 0)
                 {
                     WaitForUnmapper(r);
-                    SettleMoves(r, s);
+                    SettleMoves(r, s, evict: true);
                 }
             }
             if (PostFrees(r, s))
@@ -76,6 +82,23 @@ internal sealed unsafe partial class FaultEngine
                 WaitForUnmapper(r);
             }
         }
+    }
+
+    /// <summary>The evictor's wait for the unmapper: spins up to 1 ms (a request takes ~30–100 µs, mostly the wake of
+    /// the thread on this 2-vCPU VM), never sleeps; false when it is still busy. A fill waiting for room waits for
+    /// the evictor at most 1 s and then goes on, so this never holds a fault for long.</summary>
+    private static bool AwaitUnmapper(ServedRegion r)
+    {
+        long deadline = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 1000;
+        while (!r.Control.UnmapMailboxFree)
+        {
+            if (Stopwatch.GetTimestamp() > deadline)
+            {
+                return false;
+            }
+            Thread.SpinWait(64);
+        }
+        return true;
     }
 
     /// <summary>Waits until the unmapper has done the last request. Throws after <see cref="UnmapperWait"/>.</summary>
@@ -93,8 +116,11 @@ internal sealed unsafe partial class FaultEngine
         }
     }
 
-    /// <summary>Settles the pages of the move request just done (lock held, mailbox idle). Returns the pages evicted.</summary>
-    private long SettleMoves(ServedRegion r, WriteBackScratch s)
+    /// <summary>Settles the pages of the move request just done (lock held, mailbox idle): with
+    /// <paramref name="evict"/> (an Evict hint) the pages that left are evicted now; otherwise they stay in the shadow,
+    /// cold, until the clock's hand comes back (a touch meanwhile takes them back: their second chance). Returns the
+    /// pages evicted.</summary>
+    private long SettleMoves(ServedRegion r, WriteBackScratch s, bool evict = false)
     {
         if (!r.MoveOutstanding)
         {
@@ -104,7 +130,7 @@ internal sealed unsafe partial class FaultEngine
         long evicted = 0;
         for (int i = 0; i < r.LeavingCount; i++)
         {
-            evicted += SettleOne(r, s, r.Leaving![i], wait: true);
+            evicted += SettleOne(r, s, r.Leaving![i], wait: true, evict);
         }
         r.LeavingCount = 0;
         r.Control.Add(RegionStat.PagesEvicted, evicted);
@@ -112,9 +138,10 @@ internal sealed unsafe partial class FaultEngine
     }
 
     /// <summary>Settles one page that may have moved into the shadow (lock held, mailbox idle): claimed, then — mapped
-    /// in the region: it stays (a copy left in the shadow is freed); gone and in the shadow: written back from there if
-    /// dirty, then evicted and its slot freed. Returns 1 when it was evicted.</summary>
-    private int SettleOne(ServedRegion r, WriteBackScratch s, long p, bool wait)
+    /// in the region: it stays (a copy left in the shadow is freed); gone and in the shadow: cold (without
+    /// <paramref name="evict"/>: counted as unmapped, left there), or written back from there if dirty, then evicted and
+    /// its slot freed. Returns 1 when it was evicted.</summary>
+    private int SettleOne(ServedRegion r, WriteBackScratch s, long p, bool wait, bool evict)
     {
         if (!ClaimOne(r, p, wait))
         {
@@ -134,6 +161,11 @@ internal sealed unsafe partial class FaultEngine
                 {
                     QueueFree(r, p);
                 }
+                return 0;
+            }
+            if (inShadow && !evict)
+            {
+                control.Add(RegionStat.PagesUnmapped, 1);
                 return 0;
             }
             if (inShadow && control.IsDirty(p))
@@ -287,7 +319,8 @@ internal sealed unsafe partial class FaultEngine
             }
             if ((categories[(int)(p - first)] & PageCategory.Present) == 0)
             {
-                control.Add(RegionStat.PagesEvicted, SettleOne(r, s, p, wait: false));
+                // Moved out a turn ago and not touched since (a touch takes it back): evicted now.
+                control.Add(RegionStat.PagesEvicted, SettleOne(r, s, p, wait: false, evict: true));
                 continue;
             }
             if (control.IsDirty(p) && !r.Writable)
@@ -461,6 +494,7 @@ internal sealed unsafe partial class FaultEngine
         ReadApplication(r.Shadow, r, t.CopyBuffer, p << r.PageShift, r.PageSize);
         MapAnonymous(r, p, 1, PageReadStatus.Data, t.CopyBuffer, stale: true);
         QueueFree(r, p);
+        r.Control.Add(RegionStat.SecondChances, 1);
         return true;
     }
 }
