@@ -421,7 +421,7 @@ internal sealed unsafe partial class FaultEngine
                     q++;
                     j++;
                 }
-                if (dirty && !WriteFromMemfd(r, s, p, q - p))
+                if (dirty && !StoreRun(r, s, p, q - p))
                 {
                     i = j;
                     continue;
@@ -466,16 +466,33 @@ internal sealed unsafe partial class FaultEngine
     /// so they cannot change meanwhile). The bytes are read from the memfd with pread(2) into the scratch buffer, not
     /// through the staging mapping: touching the staging mapping would map the page and, by fault-around, up to 15
     /// neighbours into the pager, and reclaim never unmaps a page mapped twice — those neighbours could no longer be
-    /// evicted. False when the store failed (logged, counted).</summary>
-    private bool WriteFromMemfd(ServedRegion r, WriteBackScratch s, long page, long count)
+    /// evicted. With <paramref name="application"/> (anonymous regions: the region itself, or its shadow) they are read
+    /// out of the application instead; the region's own pages are write-protected first (synchronous tracking: a
+    /// write then faults and waits for the claim). False when it failed (logged, counted; the pages stay dirty).</summary>
+    private bool StoreRun(ServedRegion r, WriteBackScratch s, long page, long count, ulong application = 0)
     {
         long offset = page << r.PageShift;
         int length = checked((int)(count << r.PageShift));
         try
         {
-            if (!ReadMemfd(r, s, offset, length))
+            if (application == 0)
             {
-                throw Libc.Error($"pread of {length} bytes at {offset} from the memfd of region {r.Id}");
+                if (!ReadMemfd(r, s, offset, length))
+                {
+                    throw Libc.Error($"pread of {length} bytes at {offset} from the memfd of region {r.Id}");
+                }
+            }
+            else
+            {
+                if (application == r.Start)
+                {
+                    var wp = _uffd.WriteProtect(r.Start + (ulong)offset, (ulong)length, protect: true);
+                    if (wp != Errno.None)
+                    {
+                        throw new PagerException($"UFFDIO_WRITEPROTECT of {length} bytes at {offset} failed: {wp}");
+                    }
+                }
+                ReadApplication(application, r, s.Snapshot, offset, length);
             }
             r.Store.Write(offset, new ReadOnlySpan<byte>(s.Snapshot, length));
         }
@@ -506,7 +523,7 @@ internal sealed unsafe partial class FaultEngine
     }
 
     /// <summary>pread(2) of [offset, offset+length) of the arena's memfd into the scratch buffer (no mapping, see
-    /// <see cref="WriteFromMemfd"/>). False on an error other than EINTR (errno left for the caller).</summary>
+    /// <see cref="StoreRun"/>). False on an error other than EINTR (errno left for the caller).</summary>
     private static bool ReadMemfd(ServedRegion r, WriteBackScratch s, long offset, int length)
     {
         long done = 0;

@@ -168,25 +168,11 @@ internal sealed unsafe partial class FaultEngine
                 control.Add(RegionStat.PagesUnmapped, 1);
                 return 0;
             }
-            if (inShadow && control.IsDirty(p))
+            if (inShadow && control.IsDirty(p) && !StoreRun(r, s, p, 1, application: r.Shadow))
             {
-                // Written after the move was asked for and before it happened: the shadow has the last bytes.
-                long offset = p << r.PageShift;
-                try
-                {
-                    ReadApplication(r.Shadow, r, s.Snapshot, offset, r.PageSize);
-                    r.Store.Write(offset, new ReadOnlySpan<byte>(s.Snapshot, r.PageSize));
-                }
-#pragma warning disable CA1031 // The page stays (filled, in the shadow, dirty): a touch takes it back, a Flush retries it.
-                catch (Exception e) when (e is not OutOfMemoryException)
-#pragma warning restore CA1031
-                {
-                    control.Add(RegionStat.WriteErrors, 1);
-                    Log.WriteBackFailed(_logger, r.PageSize, offset, r.Id, e.Message);
-                    return 0;
-                }
-                control.Add(RegionStat.PagesWrittenBack, 1);
-                control.Add(RegionStat.BytesWritten, r.PageSize);
+                // Written after the move was asked for and before it happened (the shadow has the last bytes), and the
+                // store refused them: the page stays (filled, in the shadow, dirty); a touch takes it back, a Flush retries.
+                return 0;
             }
             // Gone from the region: its bytes are in the store (clean, or just written back). Neither mapped nor in
             // the shadow happens only when the application dropped the page itself (madvise): nothing is left to keep.
@@ -353,7 +339,11 @@ internal sealed unsafe partial class FaultEngine
                 i++; // claimed by a fault meanwhile: next time
                 continue;
             }
-            bool written = WriteBackAnonymous(r, s, p, q);
+            bool written = StoreRun(r, s, p, q - p, application: r.Start);
+            if (written)
+            {
+                control.ClearDirty(p, q - p);
+            }
             ReleaseClaims(r, p, q - p);
             if (written)
             {
@@ -373,37 +363,6 @@ internal sealed unsafe partial class FaultEngine
         r.LeavingCount = posted;
         r.MoveOutstanding = posted > 0;
         return posted;
-    }
-
-    /// <summary>Writes the claimed, mapped run [first, end) back: protected first (a write now faults and waits for
-    /// the claim), read out of the application, written to the store; the dirty bits are cleared. False when it failed
-    /// (logged, counted; the pages stay dirty).</summary>
-    private bool WriteBackAnonymous(ServedRegion r, WriteBackScratch s, long first, long end)
-    {
-        long offset = first << r.PageShift;
-        int length = checked((int)((end - first) << r.PageShift));
-        try
-        {
-            var wp = _uffd.WriteProtect(r.Start + (ulong)offset, (ulong)length, protect: true);
-            if (wp != Errno.None)
-            {
-                throw new PagerException($"UFFDIO_WRITEPROTECT of {length} bytes at {offset} failed: {wp}");
-            }
-            ReadApplication(r.Start, r, s.Snapshot, offset, length);
-            r.Store.Write(offset, new ReadOnlySpan<byte>(s.Snapshot, length));
-        }
-#pragma warning disable CA1031 // A failing store is reported through the counters and the log; the pages stay.
-        catch (Exception e) when (e is not OutOfMemoryException)
-#pragma warning restore CA1031
-        {
-            r.Control.Add(RegionStat.WriteErrors, 1);
-            Log.WriteBackFailed(_logger, length, offset, r.Id, e.Message);
-            return false;
-        }
-        r.Control.ClearDirty(first, end - first);
-        r.Control.Add(RegionStat.PagesWrittenBack, end - first);
-        r.Control.Add(RegionStat.BytesWritten, length);
-        return true;
     }
 
     /// <summary>Copies [offset, offset+length) of the region's pages (at <paramref name="mappingStart"/>: the region, or
