@@ -66,6 +66,25 @@ public sealed class ProtocolTests
     }
 
     [Fact]
+    public void AMoveRequestCarriesNegativeCounts()
+    {
+        // Tracked anonymous regions: the unmapper tells a move (region → shadow) from a free by the count's sign.
+        using var app = RegionControlBlock.Create(1024, out var fd);
+        using (fd)
+        using (var pager = RegionControlBlock.Attach(fd, 1024))
+        {
+            Assert.Equal(4, pager.TryPostUnmap([7, 8, 9, 30], move: true));
+            var ranges = new (long First, long Count)[RegionControlBlock.UnmapSlots];
+            int n = app.ReadUnmapRanges(ranges);
+            Assert.Equal([(7L, -3L), (30L, -1L)], ranges[..n]);
+            app.CompleteUnmap(1);
+            Assert.Equal(1, pager.TryPostUnmap([5]));
+            n = app.ReadUnmapRanges(ranges);
+            Assert.Equal([(5L, 1L)], ranges[..n]);
+        }
+    }
+
+    [Fact]
     public void HelloRoundTrips()
     {
         var m = new HelloMessage(PagerRole.Standby, UffdFeatures.MinorShmem | UffdFeatures.Poison, 60_000, 3, 8, 64L << 20);
