@@ -71,7 +71,7 @@ internal sealed unsafe partial class FaultEngine
                 {
                     WaitForUnmapper(r);
                 }
-                if (PostMoves(r, s, w, we, long.MaxValue) > 0)
+                if (PostMoves(r, s, w, we, long.MaxValue, waitForClaims: true) > 0)
                 {
                     WaitForUnmapper(r);
                     SettleMoves(r, s, evict: true);
@@ -285,11 +285,25 @@ internal sealed unsafe partial class FaultEngine
     /// <summary>Picks up to <paramref name="want"/> resident, unpinned pages of [first, end) whose shadow slot is free,
     /// writes the dirty ones back (lock held, mailbox idle: no move can start while they are read) and posts a request
     /// to move them into the shadow. Pages filled but not mapped (in the shadow since a request that could not be
-    /// settled) are settled now. Returns the pages posted.</summary>
-    private long PostMoves(ServedRegion r, WriteBackScratch s, long first, long end, long want)
+    /// settled) are settled now. With <paramref name="waitForClaims"/> (an Evict hint) pages in flight are waited for
+    /// (up to a second each), not skipped: the fill thread releases a write fault's claim just after it wakes the
+    /// writer, so an Evict called right after a write can find the page still claimed (seen in CI: one of two dirty
+    /// pages left mapped). Returns the pages posted.</summary>
+    private long PostMoves(ServedRegion r, WriteBackScratch s, long first, long end, long want, bool waitForClaims = false)
     {
         var control = r.Control;
         int n = (int)(end - first);
+        if (waitForClaims)
+        {
+            // Before the pagemap is read: a take-back in flight changes what it would say.
+            for (long p = first; p < end; p++)
+            {
+                if (control.IsFilled(p) && !control.IsPinned(p) && r.Claims.IsClaimed(p) && ClaimOne(r, p, wait: true))
+                {
+                    ReleaseClaims(r, p, 1);
+                }
+            }
+        }
         var categories = s.Categories.AsSpan(0, n);
         if (!App.Categories(r.Start + ((ulong)first << r.PageShift), r.PageSize, categories, s.Regions, out var errno))
         {
@@ -329,7 +343,7 @@ internal sealed unsafe partial class FaultEngine
             long q = p;
             int j = i;
             long maxRun = Math.Max(1, MaxRunBytes >> r.PageShift);
-            while (j < victims && s.Victims[j] == q && q - p < maxRun && control.IsDirty(q) && r.Claims.TryClaim(q))
+            while (j < victims && s.Victims[j] == q && q - p < maxRun && control.IsDirty(q) && ClaimOne(r, q, wait: waitForClaims && q == p))
             {
                 q++;
                 j++;
