@@ -36,7 +36,7 @@ internal static unsafe class BufferPoolBench
             Console.Error.WriteLine($"error: {e.Message}\nusage: Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--lookups-only] [--mmap-read-around] [--pager-spin-us N] [--write-tracking auto|async|sync] [--json]");
             return 2;
         }
-        var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        var err = ProgressConsole.Create();
         string path = BenchData.PathFor($"btree-{settings.DataBytes >> 20}m.db");
         long keys = BTreeFile.KeysFor(settings.DataBytes);
         err.Progress().Start(ctx =>

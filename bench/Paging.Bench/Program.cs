@@ -47,7 +47,7 @@ internal static unsafe class Program
             Console.Error.WriteLine($"error: {e.Message}\n\n{Options.Usage}");
             return 2;
         }
-        var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        var err = ProgressConsole.Create();
         try
         {
             return new Harness(options, err).Run();

@@ -55,7 +55,7 @@ internal static unsafe class WeightsBench
         string? file = args.Where((a, i) => !a.StartsWith("--", StringComparison.Ordinal) && (urlAt < 0 || i != urlAt + 1)).FirstOrDefault();
         string dir = Path.Combine(Path.GetTempPath(), $"paging-weights-{Environment.ProcessId}");
         bool generated = file is null;
-        var err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        var err = ProgressConsole.Create();
         try
         {
             if (generated)

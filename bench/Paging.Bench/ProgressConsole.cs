@@ -1,0 +1,16 @@
+using Spectre.Console;
+
+namespace Paging.Bench;
+
+/// <summary>The console the harness draws its progress on: standard error, so <c>--json</c> and the table on standard
+/// output stay clean. Redirected to a file or a pipe, it writes plain lines (no colour or cursor escapes): a CI log
+/// or <c>2&gt;run.log</c> should read as text.</summary>
+internal static class ProgressConsole
+{
+    public static IAnsiConsole Create() => AnsiConsole.Create(new AnsiConsoleSettings
+    {
+        Out = new AnsiConsoleOutput(Console.Error),
+        Ansi = Console.IsErrorRedirected ? AnsiSupport.No : AnsiSupport.Detect,
+        ColorSystem = Console.IsErrorRedirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+    });
+}
