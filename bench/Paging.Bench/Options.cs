@@ -12,6 +12,7 @@ internal sealed class Options
     public int Threads { get; set; } = 1;
     public bool Json { get; set; }
     public bool Baselines { get; set; } = true;
+    public bool ReadOnly { get; set; }
     public string? File { get; set; }
     public string? PlotDirectory { get; set; }
     public int StoreDelayMicroseconds { get; set; }
@@ -65,6 +66,8 @@ internal sealed class Options
                              network store); scenario names get "+N us"
           --size BYTES       data file size (default 1073741824; suffixes K, M, G)
           --file PATH        use this file instead of generating one
+          --read-only        map Paging's regions read-only (RegionOptions.ReadOnly; the touches only load):
+                             scenario names get "-ro" (paging-ro, paging-1pg-ro)
           --no-baselines     skip the kernel baselines
           --json             one JSON object per scenario on stdout (progress goes to stderr)
           --plot DIR         also write SVG charts to DIR: ns-per-page.svg and latency.svg (p50, p99) per scenario
@@ -118,6 +121,7 @@ internal sealed class Options
                 case "--size": o.FileSize = ParseSize(Next()); break;
                 case "--file": o.File = Next(); break;
                 case "--no-baselines": o.Baselines = false; break;
+                case "--read-only": o.ReadOnly = true; break;
                 case "--json": o.Json = true; break;
                 case "--plot": o.PlotDirectory = Next(); break;
                 case "-h" or "--help": throw new HelpRequested();

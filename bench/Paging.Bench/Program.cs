@@ -297,7 +297,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
         using var region = runtime.CreateRegion(new RegionOptions
         {
-            Arena = arena, Length = fileSize, Store = store, Prefetch = readAhead ? new PrefetchOptions() : PrefetchOptions.None,
+            Arena = arena, Length = fileSize, Store = store, Prefetch = readAhead ? new PrefetchOptions() : PrefetchOptions.None, ReadOnly = options.ReadOnly,
         });
         var latencies = new long[offsets.Length];
         if (pattern == "refault")
@@ -308,7 +308,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         var before = region.Statistics;
         var (seconds, sum) = Scenarios.Touch(region.Pointer, offsets, latencies, options.Threads);
         var after = region.Statistics;
-        string name = readAhead ? "paging" : "paging-1pg";
+        string name = (readAhead ? "paging" : "paging-1pg") + (options.ReadOnly ? "-ro" : "");
         string label = options.StoreDelayMicroseconds > 0 ? $"{backend}+{options.StoreDelayMicroseconds}us"
             : backend == "http" && options.HttpLatencyMicroseconds > 0 ? $"http+{options.HttpLatencyMicroseconds}us" : backend;
         var result = Make($"{name}/{Name(arena)}", Name(arena), label, pattern, offsets, latencies, seconds, after.Faults - before.Faults, Verify(backend, offsets, sum, generated));

@@ -33,12 +33,18 @@ internal sealed class Arena : IDisposable
     public static int PageSizeOf(ArenaKind kind) => kind == ArenaKind.HugeTlb ? HugePageSize : Environment.SystemPageSize;
 
     /// <summary>Reserves <paramref name="length"/> bytes (a multiple of the page size, checked by the caller).</summary>
-    public static Arena Create(ArenaKind kind, long length, bool tracksWrites = false)
+    /// <param name="kind">The arena kind.</param>
+    /// <param name="length">Bytes, a multiple of the page size.</param>
+    /// <param name="tracksWrites">An anonymous arena gets its shadow (the pages its eviction moves out).</param>
+    /// <param name="readOnly">Map the user range PROT_READ (<see cref="RegionOptions.ReadOnly"/>); the pager fills it
+    /// all the same (UFFDIO_COPY and UFFDIO_CONTINUE install pages whatever the range's protection).</param>
+    public static Arena Create(ArenaKind kind, long length, bool tracksWrites = false, bool readOnly = false)
     {
         int pageSize = PageSizeOf(kind);
+        var protection = readOnly ? Protection.Read : Protection.ReadWrite;
         if (kind == ArenaKind.Anonymous)
         {
-            var anon = Mapping.Map(length, Protection.ReadWrite, MapFlags.Private | MapFlags.Anonymous | MapFlags.NoReserve, null, 0,
+            var anon = Mapping.Map(length, protection, MapFlags.Private | MapFlags.Anonymous | MapFlags.NoReserve, null, 0,
                 $"mmap of a {length}-byte anonymous arena");
             if (!tracksWrites)
             {
@@ -81,7 +87,7 @@ internal sealed class Arena : IDisposable
             string? hint = huge
                 ? $"a {length >> 20} MiB hugetlbfs region needs {length / pageSize} free 2 MiB huge pages: raise /proc/sys/vm/nr_hugepages (now {ProcMeminfo.Read("HugePages_Free")} free of {ProcMeminfo.Read("HugePages_Total")})"
                 : null;
-            var user = Mapping.Map(length, Protection.ReadWrite, flags, memfd, 0, $"mmap of a {length}-byte {kind} arena", hint);
+            var user = Mapping.Map(length, protection, flags, memfd, 0, $"mmap of a {length}-byte {kind} arena", hint);
             return new Arena(kind, pageSize, user, memfd);
         }
         catch

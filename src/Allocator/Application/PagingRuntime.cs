@@ -116,6 +116,14 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             throw new ArgumentException($"region length {options.Length} must be a positive multiple of the {options.Arena} page size ({pageSize} bytes)", nameof(options));
         }
         long pages = options.Length / pageSize;
+        if (options.ReadOnly && options.WriteBack)
+        {
+            throw new ArgumentException("a ReadOnly region cannot have WriteBack: nothing can be written to it (drop one of the two)", nameof(options));
+        }
+        if (options.ReadOnly && options.MemoryBudget is not null && options.Arena == ArenaKind.Anonymous)
+        {
+            throw new ArgumentException("a MemoryBudget on a ReadOnly Anonymous arena is not supported: its eviction moves pages with UFFDIO_MOVE, which needs a writable mapping; use ArenaKind.Shmem (evicted by the pager alone) or drop ReadOnly", nameof(options));
+        }
         if (options.TracksWrites)
         {
             if (options.Arena == ArenaKind.Anonymous && WriteTracking != WriteTracking.Synchronous)
@@ -141,7 +149,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         bool registered = false;
         try
         {
-            arena = Arena.Create(options.Arena, options.Length, options.TracksWrites);
+            arena = Arena.Create(options.Arena, options.Length, options.TracksWrites, options.ReadOnly);
             control = RegionControlBlock.Create(pages, out ctlFd);
             var mode = options.Arena == ArenaKind.Anonymous ? UffdRegisterMode.Missing : UffdRegisterMode.Missing | UffdRegisterMode.Minor;
             if (options.TracksWrites)
@@ -176,7 +184,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 ulong id = ++_nextRegionId;
-                region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch, options.TracksWrites);
+                region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch, options.TracksWrites, options.ReadOnly);
                 var message = new AddRegionMessage(id, options.Arena, pageSize, (ulong)arena.User.Address, (ulong)options.Length, options.Store, policy, options.ReadTimeout,
                     options.MemoryBudget ?? 0, options.TracksWrites, (ulong)(arena.Shadow?.Address ?? 0));
                 _supervisor.Add(message, arena.Memfd is null ? [ctlFd] : [ctlFd, arena.Memfd]);

@@ -28,9 +28,10 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     private readonly Unmapper? _unmapper; // tracked hugetlbfs regions: unmaps what the clock asks; tracked anonymous: frees the shadow
 
     internal Region(PagingRuntime runtime, ulong id, Arena arena, RegionControlBlock control, FileDescriptor controlFd,
-        PageStoreDescriptor store, PrefetchOptions prefetch, bool tracksWrites = false)
+        PageStoreDescriptor store, PrefetchOptions prefetch, bool tracksWrites = false, bool readOnly = false)
     {
         TracksWrites = tracksWrites;
+        IsReadOnly = readOnly;
         _runtime = runtime;
         Id = id;
         _arena = arena;
@@ -86,16 +87,49 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
 
     /// <summary>A span over [offset, offset+length). It cannot keep the region alive: prefer <see cref="AsMemory"/>
     /// for anything that may outlive a <see cref="Dispose"/>.</summary>
+    /// <exception cref="InvalidOperationException">the region is <see cref="IsReadOnly"/>: a write through the span
+    /// would kill the process (use <see cref="AsReadOnlySpan"/>).</exception>
     public Span<byte> AsSpan(long offset, int length)
     {
+        CheckWritable();
         CheckRange(offset, length);
         return new Span<byte>(Pointer + offset, length);
+    }
+
+    /// <summary>A read-only span over [offset, offset+length), for any region. Like <see cref="AsSpan"/>, it cannot
+    /// keep the region alive.</summary>
+    public ReadOnlySpan<byte> AsReadOnlySpan(long offset, int length)
+    {
+        CheckRange(offset, length);
+        return new ReadOnlySpan<byte>(Pointer + offset, length);
+    }
+
+    /// <summary>Whether the region is mapped read-only (<see cref="RegionOptions.ReadOnly"/>).</summary>
+    public bool IsReadOnly { get; }
+
+    private void CheckWritable()
+    {
+        if (IsReadOnly)
+        {
+            throw new InvalidOperationException("the region is read-only (RegionOptions.ReadOnly): a write would be an access violation; use AsReadOnlySpan or AsReadOnlyMemory");
+        }
     }
 
     /// <summary>A <see cref="Memory{T}"/> over [offset, offset+length) that knows its region: its span throws
     /// <see cref="ObjectDisposedException"/> once the region is disposed, and while it is pinned the region stays
     /// mapped (disposal completes at the last unpin).</summary>
+    /// <exception cref="InvalidOperationException">the region is <see cref="IsReadOnly"/> (use
+    /// <see cref="AsReadOnlyMemory"/>).</exception>
     public Memory<byte> AsMemory(long offset, int length)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        return new RegionMemoryManager(this, offset, length).Memory;
+    }
+
+    /// <summary>A <see cref="ReadOnlyMemory{T}"/> over [offset, offset+length) that knows its region, as
+    /// <see cref="AsMemory"/>, for any region.</summary>
+    public ReadOnlyMemory<byte> AsReadOnlyMemory(long offset, int length)
     {
         CheckRange(offset, length);
         return new RegionMemoryManager(this, offset, length).Memory;
