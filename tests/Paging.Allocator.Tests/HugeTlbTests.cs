@@ -44,6 +44,22 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
     }
 
     [Fact]
+    public void AReadOnlyRegionReadsTheFile()
+    {
+        Assert.NotNull(hugePages.Reservation);
+        using var file = TestData.CreateFile(3 * Huge + 5000, seed: 107);
+        using var region = _runtime.CreateRegion(new RegionOptions { Arena = ArenaKind.HugeTlb, Length = 4L * Huge, Store = PageStoreDescriptor.File(file.Path), ReadOnly = true });
+        Assert.True(region.IsReadOnly);
+        Run.Within(TimeSpan.FromSeconds(60), () =>
+        {
+            long bad = TestData.FirstMismatch(region.AsReadOnlySpan(0, (int)region.Length), 0, file.Length, file.Seed);
+            Assert.True(bad < 0, $"wrong byte at {bad}");
+        }, "hugetlb read-only");
+        Assert.Equal(4, region.Statistics.PagesFilled);
+        Assert.Equal(0, region.Statistics.Errors);
+    }
+
+    [Fact]
     public void ThreadsFaultingInsideOneHugePageShareOneFill()
     {
         using var file = TestData.CreateFile(4L * Huge);
