@@ -21,7 +21,7 @@ public sealed unsafe class WeightsModel : IDisposable
         _byName = Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
     }
 
-    /// <summary>The region holding the file.</summary>
+    /// <summary>The region holding the file, read-only (<see cref="Region.IsReadOnly"/>).</summary>
     public Region Region { get; }
 
     /// <summary>File length in bytes.</summary>
@@ -134,7 +134,8 @@ public sealed unsafe class Tensor
     /// <summary>Bytes.</summary>
     public long Length => Info.Length;
 
-    /// <summary>The first byte (valid while the model is open).</summary>
+    /// <summary>The first byte (valid while the model is open). The checkpoint is mapped read-only: a write through it is
+    /// an access violation.</summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "It is a pointer, named as MemoryHandle.Pointer is.")]
     public byte* Pointer => _model.Region.Pointer + Info.Offset;
 
