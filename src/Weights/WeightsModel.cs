@@ -21,7 +21,7 @@ public sealed unsafe class WeightsModel : IDisposable
         _byName = Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
     }
 
-    /// <summary>The region holding the file, read-only (<see cref="Region.IsReadOnly"/>).</summary>
+    /// <summary>The region holding the file, read-only on 4 KiB arenas (<see cref="Region.IsReadOnly"/>).</summary>
     public Region Region { get; }
 
     /// <summary>File length in bytes.</summary>
@@ -58,9 +58,13 @@ public sealed unsafe class WeightsModel : IDisposable
             throw new WeightsFormatException($"the file is {length} bytes: too short for any checkpoint header");
         }
         int page = arena == ArenaKind.HugeTlb ? 2 << 20 : Environment.SystemPageSize;
-        // Read-only: a checkpoint is never written through, and a read-only page is cheaper to touch the first time
-        // (docs/BENCHMARKS.md §20).
-        var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = (length + page - 1) / page * page, Store = store, ReadOnly = true });
+        // Read-only on 4 KiB arenas: a checkpoint is never written through, and there a read-only page is 4-6x cheaper
+        // to touch the first time. Not on hugetlbfs, where one entry maps 2 MiB and read-only measured slower with
+        // read-ahead (docs/BENCHMARKS.md §20).
+        var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = arena, Length = (length + page - 1) / page * page, Store = store, ReadOnly = arena != ArenaKind.HugeTlb,
+        });
         try
         {
             byte* p = region.Pointer;
@@ -134,8 +138,8 @@ public sealed unsafe class Tensor
     /// <summary>Bytes.</summary>
     public long Length => Info.Length;
 
-    /// <summary>The first byte (valid while the model is open). The checkpoint is mapped read-only: a write through it is
-    /// an access violation.</summary>
+    /// <summary>The first byte (valid while the model is open). The checkpoint is mapped read-only (except on
+    /// hugetlbfs): a write through it is an access violation.</summary>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1720", Justification = "It is a pointer, named as MemoryHandle.Pointer is.")]
     public byte* Pointer => _model.Region.Pointer + Info.Offset;
 

@@ -34,6 +34,7 @@ public sealed unsafe class ModelTests(RuntimeFixture fixture) : IClassFixture<Ru
         try
         {
             using var model = WeightsModel.Open(_runtime, path);
+            Assert.True(model.Region.IsReadOnly, "a checkpoint on a shmem arena is mapped read-only");
             Assert.Equal("safetensors", model.Format);
             Assert.Equal(tensors.Count, model.Tensors.Count);
             Assert.Equal("pt", model.Header.Metadata["format"]);

@@ -93,7 +93,8 @@ public sealed class RegionOptions
     /// <see cref="Region.AsReadOnlySpan"/> / <see cref="Region.AsReadOnlyMemory"/> serve. For data that is only read —
     /// model weights, a read-only database file — it is also faster: a page mapped without write permission costs less
     /// to touch the first time (on this project's Firecracker VM the first load of a freshly mapped 4 KiB page cost
-    /// 1.1–1.5 µs read-only against 6.5–8.5 µs writable, docs/BENCHMARKS.md §20). Not with <see cref="WriteBack"/>
+    /// 1.1–1.5 µs read-only against 6.5–8.5 µs writable, docs/BENCHMARKS.md §20); on hugetlbfs, where one entry maps
+    /// 2 MiB, there is nothing to save, and sequential reads with read-ahead measured slower. Not with <see cref="WriteBack"/>
     /// (nothing can be written), nor with a <see cref="MemoryBudget"/> on an anonymous arena (its eviction moves pages
     /// with UFFDIO_MOVE, which wants a writable mapping).</summary>
     public bool ReadOnly { get; init; }
