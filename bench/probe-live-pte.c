@@ -18,7 +18,7 @@
 #include <unistd.h>
 static double now(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec*1e9+t.tv_nsec;}
 static size_t n=(size_t)1<<30, chunk=2<<20;
-int main(int argc,char**argv){
+int main(void){
   char*src=aligned_alloc(4096,4096); memset(src,7,4096);
   for(int touch=0;touch<2;touch++){
     int sv[2]; socketpair(AF_UNIX,SOCK_STREAM,0,sv);
