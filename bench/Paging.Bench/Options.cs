@@ -13,6 +13,7 @@ internal sealed class Options
     public bool Json { get; set; }
     public bool Baselines { get; set; } = true;
     public bool ReadOnly { get; set; }
+    public int? MaxReadAhead { get; set; }
     public string? File { get; set; }
     public string? PlotDirectory { get; set; }
     public int StoreDelayMicroseconds { get; set; }
@@ -66,6 +67,7 @@ internal sealed class Options
                              network store); scenario names get "+N us"
           --size BYTES       data file size (default 1073741824; suffixes K, M, G)
           --file PATH        use this file instead of generating one
+          --max-readahead SIZE  the largest read-ahead window (PrefetchOptions.MaxReadAheadBytes; default 4M)
           --read-only        map Paging's regions read-only (RegionOptions.ReadOnly; the touches only load):
                              scenario names get "-ro" (paging-ro, paging-1pg-ro)
           --no-baselines     skip the kernel baselines
@@ -122,6 +124,7 @@ internal sealed class Options
                 case "--file": o.File = Next(); break;
                 case "--no-baselines": o.Baselines = false; break;
                 case "--read-only": o.ReadOnly = true; break;
+                case "--max-readahead": o.MaxReadAhead = checked((int)ParseSize(Next())); break;
                 case "--json": o.Json = true; break;
                 case "--plot": o.PlotDirectory = Next(); break;
                 case "-h" or "--help": throw new HelpRequested();

@@ -297,7 +297,8 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
         using var region = runtime.CreateRegion(new RegionOptions
         {
-            Arena = arena, Length = fileSize, Store = store, Prefetch = readAhead ? new PrefetchOptions() : PrefetchOptions.None, ReadOnly = options.ReadOnly,
+            Arena = arena, Length = fileSize, Store = store, ReadOnly = options.ReadOnly,
+            Prefetch = !readAhead ? PrefetchOptions.None : options.MaxReadAhead is { } max ? new PrefetchOptions { MaxReadAheadBytes = max } : new PrefetchOptions(),
         });
         var latencies = new long[offsets.Length];
         if (pattern == "refault")
