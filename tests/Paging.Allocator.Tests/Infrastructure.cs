@@ -115,6 +115,19 @@ internal static class Run
         }
     }
 
+    /// <summary>Reads <paramref name="read"/> until it returns at least <paramref name="expected"/> or 5 s pass, and
+    /// returns the last value. For the pager's counters: a fill wakes the faulting thread with its mapping ioctl and
+    /// counts the pages just after, so a test that reads them right after its last touch can be a page early.</summary>
+    public static long Settled(Func<long> read, long expected)
+    {
+        long deadline = Environment.TickCount64 + 5000, value;
+        while ((value = read()) < expected && Environment.TickCount64 < deadline)
+        {
+            Thread.Sleep(1);
+        }
+        return value;
+    }
+
     public static void AssertMatchesFile(ReadOnlySpan<byte> actual, long fileOffset, TempFile file, string what)
     {
         long bad = TestData.FirstMismatch(actual, fileOffset, file.Length, file.Seed);

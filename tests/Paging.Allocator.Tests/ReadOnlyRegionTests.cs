@@ -35,9 +35,9 @@ public sealed unsafe class ReadOnlyRegionTests(RuntimeFixture fixture)
             bad = TestData.FirstMismatch(region.AsReadOnlyMemory(0, (int)region.Length).Span, 0, file.Length, file.Seed);
             Assert.True(bad < 0, $"wrong byte at {bad} after Discard");
         }, "read-only passes");
-        var stats = region.Statistics;
-        Assert.Equal(0, stats.Errors);
-        Assert.True(stats.PagesFilled >= pages + pages / 2, $"{stats.PagesFilled} pages filled: the Discard did not drop them");
+        long filled = Run.Settled(() => region.Statistics.PagesFilled, pages + pages / 2);
+        Assert.True(filled >= pages + pages / 2, $"{filled} pages filled: the Discard did not drop them");
+        Assert.Equal(0, region.Statistics.Errors);
     }
 
     [Fact]
