@@ -8,21 +8,23 @@ using Spectre.Console;
 namespace Paging.Bench;
 
 /// <summary>
-/// <c>Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--json]
+/// <c>Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--warmup-max S] [--json]
 /// [--lookups-only] [--mmap-read-around] [--pager-spin-us N] [--write-tracking auto|async|sync]</c>: the vmcache workload. A B+tree of 4 KiB nodes (8-byte keys, 120-byte values) 4× the memory
 /// budget, uniform random lookups (and a 90/10 lookup/update mix), N threads, three ways in one run: Paging (a
 /// <see cref="PagedFile"/>: one region, the budget, O_DIRECT store), mmap of the same file in a cgroup v2 whose
 /// memory.max is the budget (a child process, page cache dropped first; MADV_RANDOM as a DBMS on mmap sets it, or the
 /// kernel's default read-around with --mmap-read-around), and a classic pread buffer pool (hash table
-/// + CLOCK, O_DIRECT) with the same number of frames. Each run warms up (fills the cache), then measures.
+/// + CLOCK, O_DIRECT) with the same number of frames. Each run warms up until its cache is full (at least --warmup
+/// seconds, at most --warmup-max: the three fill their caches at different rates, and a window measured while one is
+/// still filling would compare a cold cache with a warm one), then measures.
 /// </summary>
 internal static unsafe class BufferPoolBench
 {
     private sealed record Row(string Scenario, int Threads, long Ops, double Seconds, double OpsPerSecond, long P50Ns, long P99Ns,
-        long ResidentBytes, long BytesRead, long BytesWritten);
+        long ResidentBytes, long BytesRead, long BytesWritten, double WarmupSeconds, bool CacheFull);
 
     private sealed record Settings(long DataBytes, long BudgetBytes, int[] Threads, double Seconds, double Warmup, bool Json, bool Mixed, bool MmapReadAround = false, int PagerSpinMicroseconds = 0,
-        WriteTracking Tracking = WriteTracking.Auto);
+        WriteTracking Tracking = WriteTracking.Auto, double WarmupMax = 120);
 
     public static int Run(string[] args)
     {
@@ -33,7 +35,7 @@ internal static unsafe class BufferPoolBench
         }
         catch (ArgumentException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}\nusage: Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--lookups-only] [--mmap-read-around] [--pager-spin-us N] [--write-tracking auto|async|sync] [--json]");
+            Console.Error.WriteLine($"error: {e.Message}\nusage: Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--warmup-max S] [--lookups-only] [--mmap-read-around] [--pager-spin-us N] [--write-tracking auto|async|sync] [--json]");
             return 2;
         }
         var err = ProgressConsole.Create();
@@ -70,16 +72,21 @@ internal static unsafe class BufferPoolBench
                     ["ops_per_s"] = Math.Round(r.OpsPerSecond), ["p50_ns"] = r.P50Ns, ["p99_ns"] = r.P99Ns,
                     ["resident_bytes"] = r.ResidentBytes, ["bytes_read"] = r.BytesRead, ["bytes_written"] = r.BytesWritten,
                     ["data_bytes"] = settings.DataBytes, ["budget_bytes"] = settings.BudgetBytes,
+                    ["warmup_s"] = Math.Round(r.WarmupSeconds, 1), ["cache_full"] = r.CacheFull,
                 }));
             }
         }
         else
         {
-            Console.WriteLine($"B+tree {settings.DataBytes >> 20} MiB ({keys:N0} keys), budget {settings.BudgetBytes >> 20} MiB, warm-up {settings.Warmup} s, measured {settings.Seconds} s");
-            Console.WriteLine($"{"scenario",-34} {"thr",3} {"ops/s",12} {"p50 µs",8} {"p99 µs",8} {"resident MiB",13} {"read MiB",9} {"written MiB",11}");
+            Console.WriteLine($"B+tree {settings.DataBytes >> 20} MiB ({keys:N0} keys), budget {settings.BudgetBytes >> 20} MiB, warm-up until the cache is full ({settings.Warmup}-{settings.WarmupMax} s), measured {settings.Seconds} s");
+            Console.WriteLine($"{"scenario",-34} {"thr",3} {"ops/s",12} {"p50 µs",8} {"p99 µs",8} {"resident MiB",13} {"read MiB",9} {"written MiB",11} {"warm-up s",10}");
             foreach (var r in rows)
             {
-                Console.WriteLine($"{r.Scenario,-34} {r.Threads,3} {r.OpsPerSecond,12:N0} {r.P50Ns / 1000.0,8:F1} {r.P99Ns / 1000.0,8:F1} {r.ResidentBytes / 1048576.0,13:F0} {r.BytesRead / 1048576.0,9:F0} {r.BytesWritten / 1048576.0,11:F0}");
+                Console.WriteLine($"{r.Scenario,-34} {r.Threads,3} {r.OpsPerSecond,12:N0} {r.P50Ns / 1000.0,8:F1} {r.P99Ns / 1000.0,8:F1} {r.ResidentBytes / 1048576.0,13:F0} {r.BytesRead / 1048576.0,9:F0} {r.BytesWritten / 1048576.0,11:F0} {r.WarmupSeconds,9:F1}{(r.CacheFull ? " " : "!")}");
+            }
+            if (rows.Any(r => !r.CacheFull))
+            {
+                Console.WriteLine($"! the cache was not full after --warmup-max {settings.WarmupMax} s: that row measured a cache still filling");
             }
             foreach (int threads in settings.Threads)
             {
@@ -98,7 +105,7 @@ internal static unsafe class BufferPoolBench
     {
         long data = 1024L << 20, budget = -1;
         int[] threads = [4];
-        double seconds = 5, warmup = 3;
+        double seconds = 5, warmup = 3, warmupMax = 120;
         bool json = false, mixed = true, readAround = false;
         int spin = 0;
         var tracking = WriteTracking.Auto;
@@ -112,6 +119,7 @@ internal static unsafe class BufferPoolBench
                 case "--threads": threads = [.. Next().Split(',').Select(t => int.Parse(t, CultureInfo.InvariantCulture))]; break;
                 case "--seconds": seconds = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--warmup": warmup = double.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--warmup-max": warmupMax = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--json": json = true; break;
                 case "--lookups-only": mixed = false; break;
                 case "--mmap-read-around": readAround = true; break;
@@ -132,11 +140,11 @@ internal static unsafe class BufferPoolBench
         {
             budget = data / 4;
         }
-        if (data < (16L << 20) || budget < RegionOptions.MinimumBudget || threads.Any(t => t is < 1 or > 256) || seconds <= 0 || warmup < 0)
+        if (data < (16L << 20) || budget < RegionOptions.MinimumBudget || threads.Any(t => t is < 1 or > 256) || seconds <= 0 || warmup < 0 || warmupMax < warmup)
         {
-            throw new ArgumentException("need --data-mib >= 16, --budget-mib >= 4, threads 1..256, --seconds > 0");
+            throw new ArgumentException("need --data-mib >= 16, --budget-mib >= 4, threads 1..256, --seconds > 0, 0 <= --warmup <= --warmup-max");
         }
-        return new Settings(data, budget, threads, seconds, warmup, json, mixed, readAround, spin, tracking);
+        return new Settings(data, budget, threads, seconds, warmup, json, mixed, readAround, spin, tracking, warmupMax);
     }
 
     private static void DropCaches()
@@ -159,12 +167,14 @@ internal static unsafe class BufferPoolBench
         using var file = PagedFile.Open(runtime, path, new PagedFileOptions { MemoryBudget = s.BudgetBytes });
         var pages = new MappedPages(file.Address);
         var before = default(RegionStatistics);
-        var (ops, seconds, p50, p99) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
-            onMeasureStart: () => before = file.Statistics);
+        // Full: the resident pages reached the level where the evictor starts (budget − 1/16, FaultEngine.High).
+        long budgetPages = s.BudgetBytes / PagedFile.PageSize;
+        var (ops, seconds, p50, p99, warmup, full) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
+            onMeasureStart: () => before = file.Statistics, warm: () => file.Statistics.PeakResidentPages >= budgetPages - budgetPages / 16);
         var after = file.Statistics;
         string mode = runtime.WriteTracking == WriteTracking.Synchronous ? "-syncwp" : "";
         return new Row($"paging/bufferpool/{(mixed ? "mixed" : "lookup")}{mode}", threads, ops, seconds, ops / seconds, p50, p99,
-            after.ResidentPages * PagedFile.PageSize, after.BytesRead - before.BytesRead, after.BytesWritten - before.BytesWritten);
+            after.ResidentPages * PagedFile.PageSize, after.BytesRead - before.BytesRead, after.BytesWritten - before.BytesWritten, warmup, full);
     }
 
     private static Row RunPreadPool(string path, long keys, Settings s, int threads, bool mixed)
@@ -173,10 +183,11 @@ internal static unsafe class BufferPoolBench
         using var pool = new PreadPool(path, s.BudgetBytes);
         var pages = new PoolPages(pool);
         long read0 = 0, written0 = 0;
-        var (ops, seconds, p50, p99) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
-            onMeasureStart: () => (read0, written0) = (pool.BytesRead, pool.BytesWritten));
+        var (ops, seconds, p50, p99, warmup, full) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
+            onMeasureStart: () => (read0, written0) = (pool.BytesRead, pool.BytesWritten),
+            warm: () => pool.ResidentBytes >= s.BudgetBytes - s.BudgetBytes / 16);
         return new Row($"pread-pool/bufferpool/{(mixed ? "mixed" : "lookup")}", threads, ops, seconds, ops / seconds, p50, p99,
-            pool.ResidentBytes, pool.BytesRead - read0, pool.BytesWritten - written0);
+            pool.ResidentBytes, pool.BytesRead - read0, pool.BytesWritten - written0, warmup, full);
     }
 
     /// <summary>The mmap scenario runs in a child process moved into a fresh cgroup (memory.max = the budget, no swap):
@@ -202,7 +213,8 @@ internal static unsafe class BufferPoolBench
                 psi.ArgumentList.Add(typeof(BufferPoolBench).Assembly.Location);
             }
             foreach (var a in new[] { "bufferpool-mmap-worker", path, keys.ToString(CultureInfo.InvariantCulture), threads.ToString(CultureInfo.InvariantCulture),
-                s.Seconds.ToString(CultureInfo.InvariantCulture), s.Warmup.ToString(CultureInfo.InvariantCulture), (mixed ? 1 : 0) + (s.MmapReadAround ? 2 : 0) + "", cgroup })
+                s.Seconds.ToString(CultureInfo.InvariantCulture), s.Warmup.ToString(CultureInfo.InvariantCulture), (mixed ? 1 : 0) + (s.MmapReadAround ? 2 : 0) + "", cgroup,
+                s.BudgetBytes.ToString(CultureInfo.InvariantCulture), s.WarmupMax.ToString(CultureInfo.InvariantCulture) })
             {
                 psi.ArgumentList.Add(a);
             }
@@ -238,6 +250,8 @@ internal static unsafe class BufferPoolBench
         double seconds = double.Parse(args[3], CultureInfo.InvariantCulture), warmup = double.Parse(args[4], CultureInfo.InvariantCulture);
         int flags = int.Parse(args[5], CultureInfo.InvariantCulture);
         bool mixed = (flags & 1) != 0, readAround = (flags & 2) != 0;
+        long limit = long.Parse(args[7], CultureInfo.InvariantCulture);
+        double warmupMax = double.Parse(args[8], CultureInfo.InvariantCulture);
         // Join after start-up: the runtime's own memory stays charged where it was (charges do not move with a task),
         // so the budget is all page cache.
         File.WriteAllText(Path.Combine(cgroup, "cgroup.procs"), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
@@ -251,12 +265,13 @@ internal static unsafe class BufferPoolBench
             _ = Libc.Madvise(map.Address, (nuint)length, (Advice)1);
         }
         var pages = new MappedPages(map.Address);
-        var s = new Settings(length, 0, [threads], seconds, warmup, true, mixed);
+        var s = new Settings(length, 0, [threads], seconds, warmup, true, mixed, WarmupMax: warmupMax);
         long read0 = 0;
-        var (ops, measured, p50, p99) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
-            onMeasureStart: () => read0 = ReadBytes());
+        // Full: the cgroup's charge (the page cache this process faulted in) reached 15/16 of its limit.
+        var (ops, measured, p50, p99, warmed, full) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
+            onMeasureStart: () => read0 = ReadBytes(), warm: () => MemoryCgroup.Usage(cgroup) >= limit - limit / 16);
         long resident = MemoryCgroup.Usage(cgroup);
-        var row = new Row($"{(readAround ? "mmap-read-around" : "mmap")}/bufferpool/{(mixed ? "mixed" : "lookup")}", threads, ops, measured, ops / measured, p50, p99, resident, ReadBytes() - read0, 0);
+        var row = new Row($"{(readAround ? "mmap-read-around" : "mmap")}/bufferpool/{(mixed ? "mixed" : "lookup")}", threads, ops, measured, ops / measured, p50, p99, resident, ReadBytes() - read0, 0, warmed, full);
         Console.WriteLine(JsonSerializer.Serialize(row));
         return 0;
     }
@@ -292,9 +307,11 @@ internal static unsafe class BufferPoolBench
         return ok;
     }
 
-    /// <summary>Runs <paramref name="threads"/> threads of operations: warm-up, then the measured window; every 8th
-    /// operation is timed for the percentiles.</summary>
-    private static (long Ops, double Seconds, long P50, long P99) Drive(long keys, Settings s, int threads, bool mixed, Op op, Action onMeasureStart)
+    /// <summary>Runs <paramref name="threads"/> threads of operations: warm-up (at least <see cref="Settings.Warmup"/>,
+    /// then until <paramref name="warm"/> says the cache is full, at most <see cref="Settings.WarmupMax"/>), then the
+    /// measured window; every 8th operation is timed for the percentiles.</summary>
+    private static (long Ops, double Seconds, long P50, long P99, double WarmupSeconds, bool CacheFull) Drive(long keys, Settings s, int threads, bool mixed, Op op,
+        Action onMeasureStart, Func<bool> warm)
     {
         _ = keys;
         long phase = 0; // 0 warm-up, 1 measuring, 2 stop
@@ -331,8 +348,15 @@ internal static unsafe class BufferPoolBench
             }
             counts[t] = n;
         }) { IsBackground = true, Name = $"bufferpool-{t}" }).ToList();
+        var warming = Stopwatch.StartNew();
         workers.ForEach(w => w.Start());
         Thread.Sleep(TimeSpan.FromSeconds(s.Warmup));
+        bool full;
+        while (!(full = warm()) && warming.Elapsed.TotalSeconds < s.WarmupMax && Volatile.Read(ref failure) is null)
+        {
+            Thread.Sleep(100);
+        }
+        double warmupSeconds = warming.Elapsed.TotalSeconds;
         onMeasureStart();
         var clock = Stopwatch.StartNew();
         Volatile.Write(ref phase, 1);
@@ -347,7 +371,7 @@ internal static unsafe class BufferPoolBench
         var all = samples.SelectMany(x => x).Order().ToArray();
         double toNs = 1e9 / Stopwatch.Frequency;
         long P(double q) => all.Length == 0 ? 0 : (long)(all[Math.Min(all.Length - 1, (int)(q * all.Length))] * toNs);
-        return (counts.Sum(), seconds, P(0.5), P(0.99));
+        return (counts.Sum(), seconds, P(0.5), P(0.99), warmupSeconds, full);
     }
 }
 

@@ -24,7 +24,7 @@ internal static unsafe class Program
         {
             return BufferPoolBench.Run(args[1..]);
         }
-        if (args.Length == 8 && args[0] == "bufferpool-mmap-worker")
+        if (args.Length == 10 && args[0] == "bufferpool-mmap-worker")
         {
             return BufferPoolBench.MmapWorker(args[1..]);
         }
