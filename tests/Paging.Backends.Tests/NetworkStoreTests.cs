@@ -242,6 +242,67 @@ public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixt
     }
 
     [Fact]
+    public async Task ARedirectIsFollowedOnceThenItsTargetIsReadDirectly()
+    {
+        // A model hub's URL answers 302 to a signed CDN URL: one redirect when the store opens, not one per range.
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { SignedRedirects = true };
+        using var store = new HttpPageStore(proxy.UrlOf("r/content.bin"), new HttpStoreOptions { Retry = Quick });
+        Assert.Equal(nginx.Content.Length, store.Length);
+        Assert.Equal("/content.bin", store.ResolvedUrl.AbsolutePath);
+        Assert.Equal("?sig=1", store.ResolvedUrl.Query);
+        var random = new Random(5);
+        for (int i = 0; i < 20; i++)
+        {
+            long offset = random.Next(0, (int)(nginx.Content.Length / 4096)) * 4096L;
+            var buffer = new byte[4096 * random.Next(1, 9)];
+            var status = await store.ReadAsync(offset, buffer, CancellationToken.None);
+            int valid = (int)Math.Min(buffer.Length, nginx.Content.Length - offset);
+            Assert.Equal(PageReadStatus.Data, status);
+            AssertContent(nginx.Content, offset, buffer.AsSpan(0, valid));
+        }
+        Assert.Equal(1, proxy.Redirects);
+        Assert.Equal(0, proxy.Expired);
+    }
+
+    [Fact]
+    public async Task AnExpiredRedirectTargetIsRenewedThroughTheOriginalUrl()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { SignedRedirects = true };
+        using var store = new HttpPageStore(proxy.UrlOf("r/content.bin"), new HttpStoreOptions { Retry = Quick });
+        var buffer = new byte[8192];
+        await store.ReadAsync(0, buffer, CancellationToken.None);
+        proxy.ExpireSignatures(); // the signed URL the store holds is refused from now on (403)
+        for (int i = 1; i <= 3; i++)
+        {
+            Assert.Equal(PageReadStatus.Data, await store.ReadAsync(i * 65536L, buffer, CancellationToken.None));
+            AssertContent(nginx.Content, i * 65536L, buffer);
+        }
+        Assert.Equal(1, proxy.Expired); // one refusal, then the fresh target serves the rest
+        Assert.Equal(2, proxy.Redirects);
+        Assert.Equal("?sig=2", store.ResolvedUrl.Query);
+        Assert.Equal(0, store.Retries); // renewing is not a failed attempt
+    }
+
+    [Fact]
+    public async Task TheCredentialIsNotSentToTheRedirectTarget()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { SignedRedirects = true };
+        var options = new HttpStoreOptions
+        {
+            Retry = Quick,
+            Headers = new Dictionary<string, string> { ["Authorization"] = "Bearer secret", ["X-Client"] = "paging" },
+        };
+        using var store = new HttpPageStore(proxy.UrlOf("r/content.bin"), options);
+        var buffer = new byte[4096];
+        for (int i = 0; i < 4; i++)
+        {
+            await store.ReadAsync(i * 4096L, buffer, CancellationToken.None);
+            AssertContent(nginx.Content, i * 4096L, buffer);
+        }
+        Assert.Equal(0, proxy.AuthorizationToTarget);
+    }
+
+    [Fact]
     public async Task AChangedETagMidReadIsChangedAndNotRetried()
     {
         using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);

@@ -15,6 +15,11 @@ namespace Paging.Backends.Network.Http;
 /// <c>Accept-Encoding: identity</c> (byte ranges of an encoded body would be the wrong bytes). Connections are pooled
 /// (<see cref="SocketsHttpHandler"/>, <see cref="HttpStoreOptions.MaxConnections"/> per server); HTTP/2 is used
 /// where TLS negotiates it. Read-only.
+/// <para>Redirects (a model hub's URL that answers 302 to a signed CDN URL): the store opens the object through them
+/// and then sends its range requests straight to where they led (<see cref="ResolvedUrl"/>), one round trip each
+/// instead of two; when that URL stops answering (401, 403, 404 or 410: a pre-signed URL expired) the request goes
+/// through the original URL again, which redirects to a fresh one. As HttpClient does when it follows a redirect, a
+/// request to the redirect's target carries no <c>Authorization</c> header (the other configured headers are sent).</para>
 /// </summary>
 public sealed class HttpPageStore : RangedObjectStore
 {
@@ -39,6 +44,7 @@ public sealed class HttpPageStore : RangedObjectStore
 
     private readonly HttpClient _client;
     private readonly Uri _url;
+    private Uri? _target; // where _url redirected to (null when it did not): range requests go there directly
     private readonly KeyValuePair<string, string>[] _headers;
     private readonly EntityTagHeaderValue? _etag;
     private readonly DateTimeOffset? _lastModified;
@@ -61,7 +67,8 @@ public sealed class HttpPageStore : RangedObjectStore
         };
         try
         {
-            (_length, _etag, _lastModified) = Probe();
+            (_length, _etag, _lastModified, var final) = Probe();
+            _target = Redirected(final);
         }
         catch
         {
@@ -141,6 +148,12 @@ public sealed class HttpPageStore : RangedObjectStore
     /// <inheritdoc />
     public override long Length => _length;
 
+    /// <summary>Where range requests go: the URL the store was opened with, or where it redirected to.</summary>
+    public Uri ResolvedUrl => Volatile.Read(ref _target) ?? _url;
+
+    /// <summary>The URL a request ended at, if redirects took it away from <see cref="_url"/>.</summary>
+    private Uri? Redirected(Uri? final) => final is not null && final != _url ? final : null;
+
     /// <summary>The strong ETag the object is pinned by, if the server sent one.</summary>
     public string? ETag => _etag?.ToString();
 
@@ -150,13 +163,17 @@ public sealed class HttpPageStore : RangedObjectStore
     /// <inheritdoc />
     protected override string ReadOnlyReason => "HTTP objects are read with range requests; there is no write-back to a URL";
 
-    private HttpRequestMessage NewRequest(long start, long length, bool pinned)
+    private HttpRequestMessage NewRequest(long start, long length, bool pinned, Uri? target = null)
     {
-        var request = new HttpRequestMessage(HttpMethod.Get, _url);
+        var request = new HttpRequestMessage(HttpMethod.Get, target ?? _url);
         request.Headers.Range = new RangeHeaderValue(start, start + length - 1);
         request.Headers.AcceptEncoding.Add(new StringWithQualityHeaderValue("identity"));
         foreach (var (name, value) in _headers)
         {
+            if (target is not null && name.Equals("Authorization", StringComparison.OrdinalIgnoreCase))
+            {
+                continue; // the credential is for the original server; HttpClient drops it on a redirect too
+            }
             if (!request.Headers.TryAddWithoutValidation(name, value))
             {
                 throw new PageStoreException(PageStoreError.Configuration, $"{Description}: '{name}' cannot be sent as a request header");
@@ -176,7 +193,7 @@ public sealed class HttpPageStore : RangedObjectStore
         return request;
     }
 
-    private (long Length, EntityTagHeaderValue? ETag, DateTimeOffset? LastModified) Probe()
+    private (long Length, EntityTagHeaderValue? ETag, DateTimeOffset? LastModified, Uri? Final) Probe()
     {
         for (int attempt = 1; ; attempt++)
         {
@@ -188,6 +205,7 @@ public sealed class HttpPageStore : RangedObjectStore
                 using var response = _client.Send(request, HttpCompletionOption.ResponseHeadersRead, cancellation.Token);
                 var etag = response.Headers.ETag is { IsWeak: false } strong ? strong : null;
                 var lastModified = response.Content.Headers.LastModified;
+                var final = response.RequestMessage?.RequestUri;
                 switch (response.StatusCode)
                 {
                     case HttpStatusCode.PartialContent:
@@ -197,18 +215,18 @@ public sealed class HttpPageStore : RangedObjectStore
                             throw new PageStoreException(PageStoreError.Configuration,
                                 $"{Description}: the answer to bytes=0-0 has Content-Range '{response.Content.Headers.ContentRange}', not 'bytes 0-0/<length>'");
                         }
-                        return (total, etag, lastModified);
+                        return (total, etag, lastModified, final);
                     case HttpStatusCode.RequestedRangeNotSatisfiable:
                         // Only an empty object has no byte 0: 'Content-Range: bytes */0'.
                         if (response.Content.Headers.ContentRange is { HasLength: true, Length: 0 })
                         {
-                            return (0, etag, lastModified);
+                            return (0, etag, lastModified, final);
                         }
                         throw new PageStoreException(PageStoreError.Configuration, $"{Description}: the server refused bytes=0-0 (416) for an object that is not empty");
                     case HttpStatusCode.OK:
                         if (response.Content.Headers.ContentLength == 0)
                         {
-                            return (0, etag, lastModified);
+                            return (0, etag, lastModified, final);
                         }
                         throw new PageStoreException(PageStoreError.Configuration,
                             $"{Description}: the server ignores Range requests (200 with the whole body for bytes=0-0); Paging reads pages with range requests and needs a server that answers them with 206 (Accept-Ranges: bytes)");
@@ -270,11 +288,26 @@ public sealed class HttpPageStore : RangedObjectStore
     /// <inheritdoc />
     protected override async ValueTask<RangeBody> OpenRangeAsync(long start, long length, CancellationToken cancellationToken)
     {
-        var request = NewRequest(start, length, pinned: true);
+        var target = Volatile.Read(ref _target);
+        var request = NewRequest(start, length, pinned: true, target);
         HttpResponseMessage? response = null;
         try
         {
             response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+            if (target is not null && response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound or HttpStatusCode.Gone)
+            {
+                // Where the URL redirected to stopped answering (a pre-signed URL expired): through the original URL
+                // again, which redirects to a fresh one; later requests go there.
+                response.Dispose();
+                response = null;
+                request.Dispose();
+                request = NewRequest(start, length, pinned: true);
+                response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+                if (response.IsSuccessStatusCode)
+                {
+                    Volatile.Write(ref _target, Redirected(response.RequestMessage?.RequestUri));
+                }
+            }
             string what = $"reading bytes {start}-{start + length - 1}";
             if (response.StatusCode == HttpStatusCode.OK)
             {

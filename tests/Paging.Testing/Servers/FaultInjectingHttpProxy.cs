@@ -9,7 +9,9 @@ namespace Paging.Testing.Servers;
 /// survive: latency, 503s (at a rate, or the first N requests), connections reset before the answer, bodies cut in
 /// the middle, a server that ignores <c>Range</c> (the header is dropped, so upstream answers 200 with the whole
 /// body), and a changed object (<see cref="ReplaceETag"/> rewrites the ETag of later answers, as if the object had
-/// been replaced mid-read). Keep-alive on both sides. GET and HEAD only; upstream bodies must have a Content-Length
+/// been replaced mid-read), and signed redirects like a model hub's (<see cref="SignedRedirects"/>: <c>/r/path</c> answers
+/// 302 to <c>/path?sig=N</c>, and a signature older than <see cref="ExpireSignatures"/> is refused with 403, as an
+/// expired pre-signed URL is). Keep-alive on both sides. GET and HEAD only; upstream bodies must have a Content-Length
 /// (nginx's static files do).
 /// <para>Never run it in a process that touches Paging regions through it: its allocations can start a GC that waits
 /// for a thread blocked in a fault that waits for the proxy (the harness runs it as a process of its own).</para>
@@ -24,6 +26,7 @@ public sealed class FaultInjectingHttpProxy : IDisposable
     private int _failFirst;
     private long _requests;
     private long _injected;
+    private long _signature = 1, _redirects, _expired, _authorizationToTarget;
 
     /// <summary>Starts a proxy to <paramref name="upstreamPort"/> on loopback.</summary>
     public FaultInjectingHttpProxy(int upstreamPort, int seed = 1)
@@ -62,6 +65,22 @@ public sealed class FaultInjectingHttpProxy : IDisposable
 
     /// <summary>Never answer: hold the connection open (a server that hangs).</summary>
     public bool Hang { get; set; }
+
+    /// <summary>Serve <c>/r/path</c> as a redirect to a signed <c>/path?sig=N</c>; refuse expired signatures (403).</summary>
+    public bool SignedRedirects { get; set; }
+
+    /// <summary>Makes every signature handed out so far expire: later requests with one are refused (403).</summary>
+    public void ExpireSignatures() => Interlocked.Increment(ref _signature);
+
+    /// <summary>Redirects answered.</summary>
+    public long Redirects => Interlocked.Read(ref _redirects);
+
+    /// <summary>Requests with an expired signature (answered 403).</summary>
+    public long Expired => Interlocked.Read(ref _expired);
+
+    /// <summary>Requests to a signed URL that carried an Authorization header (a credential sent to the redirect's
+    /// target, which HttpClient itself never does).</summary>
+    public long AuthorizationToTarget => Interlocked.Read(ref _authorizationToTarget);
 
     /// <summary>Answer the next <paramref name="n"/> requests with 503.</summary>
     public void FailNext(int n) => Interlocked.Exchange(ref _failFirst, n);
@@ -138,6 +157,10 @@ public sealed class FaultInjectingHttpProxy : IDisposable
                     continue;
                 }
                 var lines = head.Split("\r\n");
+                if (SignedRedirects && await AnswerSigned(clientStream, lines).ConfigureAwait(false))
+                {
+                    continue;
+                }
                 var request = new StringBuilder(lines[0]).Append("\r\n");
                 foreach (var line in lines.Skip(1))
                 {
@@ -203,6 +226,38 @@ public sealed class FaultInjectingHttpProxy : IDisposable
         {
             upstreamStream?.Dispose();
         }
+    }
+
+    /// <summary>Signed redirects: true when the request was answered here (302 or 403); a request with the current
+    /// signature goes upstream (nginx ignores the query string of a static file).</summary>
+    private async Task<bool> AnswerSigned(NetworkStream client, string[] lines)
+    {
+        var parts = lines[0].Split(' ');
+        string target = parts.Length == 3 ? parts[1] : "";
+        string? answer = null;
+        if (target.StartsWith("/r/", StringComparison.Ordinal))
+        {
+            Interlocked.Increment(ref _redirects);
+            answer = $"HTTP/1.1 302 Found\r\nLocation: {target[2..]}?sig={Interlocked.Read(ref _signature)}\r\nContent-Length: 0\r\n\r\n";
+        }
+        else if (target.IndexOf("?sig=", StringComparison.Ordinal) is int at and >= 0)
+        {
+            if (lines.Any(l => l.StartsWith("Authorization:", StringComparison.OrdinalIgnoreCase)))
+            {
+                Interlocked.Increment(ref _authorizationToTarget);
+            }
+            if (target[(at + 5)..] != Interlocked.Read(ref _signature).ToString(System.Globalization.CultureInfo.InvariantCulture))
+            {
+                Interlocked.Increment(ref _expired);
+                answer = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
+            }
+        }
+        if (answer is null)
+        {
+            return false;
+        }
+        await client.WriteAsync(Encoding.ASCII.GetBytes(answer), _stop.Token).ConfigureAwait(false);
+        return true;
     }
 
     /// <summary>Reads up to the blank line; bytes after it stay in <paramref name="buffer"/>. Null at end of stream.</summary>
