@@ -91,6 +91,18 @@ public sealed class HttpStoreContract(NginxFixture nginx) : PageStoreContract, I
     }
 }
 
+/// <summary>The contract over HTTPS with HTTP/2 (nginx with a self-signed certificate the store is told to trust).</summary>
+public sealed class HttpsStoreContract(NginxFixture nginx) : PageStoreContract, IClassFixture<NginxFixture>
+{
+    protected override bool SupportsWrite => false;
+
+    protected override IPageStore CreateStore(bool writable, out Func<long, byte> expected)
+    {
+        expected = TestStores.Expected(nginx.Content);
+        return new HttpPageStore(nginx.Server.HttpsUrlOf("content.bin"), new HttpStoreOptions { TrustedCertificatesPath = nginx.Server.CertificatePath });
+    }
+}
+
 public sealed class S3StoreContract(S3Fixture s3) : PageStoreContract, IClassFixture<S3Fixture>
 {
     protected override bool SupportsWrite => false;
@@ -350,6 +362,47 @@ public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixt
     }
 
     [Fact]
+    public async Task HttpsOffersHttp2WhenAskedAndReadsManyRangesOnIt()
+    {
+        using var store = new HttpPageStore(nginx.Server.HttpsUrlOf("content.bin"), new HttpStoreOptions { TrustedCertificatesPath = nginx.Server.CertificatePath, Http2 = true });
+        Assert.Equal(System.Net.HttpVersion.Version20, store.ProtocolVersion);
+        using var http11 = new HttpPageStore(nginx.Server.HttpsUrlOf("content.bin"), new HttpStoreOptions { TrustedCertificatesPath = nginx.Server.CertificatePath });
+        Assert.Equal(System.Net.HttpVersion.Version11, http11.ProtocolVersion); // the default (see HttpStoreOptions.Http2)
+        var reads = Enumerable.Range(0, 64).Select(async i =>
+        {
+            long offset = i * 16384L;
+            var buffer = new byte[8192];
+            Assert.Equal(PageReadStatus.Data, await store.ReadAsync(offset, buffer, CancellationToken.None));
+            AssertContent(nginx.Content, offset, buffer);
+        });
+        await Task.WhenAll(reads);
+    }
+
+    [Fact]
+    public void AnUntrustedCertificateIsAClearErrorAtOnce()
+    {
+        var watch = Stopwatch.StartNew();
+        var e = Assert.Throws<PageStoreException>(() => new HttpPageStore(nginx.Server.HttpsUrlOf("content.bin")));
+        Assert.Equal(PageStoreError.Configuration, e.Error);
+        Assert.Contains("TLS handshake failed", e.Message);
+        Assert.Contains("TrustedCertificatesPath", e.Message);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"{watch.ElapsedMilliseconds} ms: a certificate error is not retried");
+        // A file that holds no certificate is refused by name.
+        string notPem = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(notPem, "not a certificate");
+            var bad = Assert.Throws<PageStoreException>(() => new HttpPageStore(nginx.Server.HttpsUrlOf("content.bin"), new HttpStoreOptions { TrustedCertificatesPath = notPem }));
+            Assert.Equal(PageStoreError.Configuration, bad.Error);
+            Assert.Contains(notPem, bad.Message);
+        }
+        finally
+        {
+            File.Delete(notPem);
+        }
+    }
+
+    [Fact]
     public void TheFactoryBuildsFromTheDescriptor()
     {
         var descriptor = PageStoreDescriptor.Http(nginx.Server.UrlOf("private/secret.bin"),
@@ -434,6 +487,21 @@ public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3) : IClas
             Arena = arena,
             Length = 2L << 20,
             Store = PageStoreDescriptor.Http(nginx.Server.UrlOf("content.bin")),
+        });
+        TouchAll(region, nginx.Content, threads: 4);
+        Assert.True(region.Statistics.PagesFilled > 0);
+    }
+
+    [Fact]
+    public void HttpsRegionReadsEveryByte()
+    {
+        // The trusted certificate and the HTTP/2 choice travel in the descriptor to the pager, which opens the connections.
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.Shmem,
+            Length = 2L << 20,
+            Store = PageStoreDescriptor.Http(nginx.Server.HttpsUrlOf("content.bin"), new HttpStoreOptions { TrustedCertificatesPath = nginx.Server.CertificatePath, Http2 = true }),
         });
         TouchAll(region, nginx.Content, threads: 4);
         Assert.True(region.Statistics.PagesFilled > 0);
