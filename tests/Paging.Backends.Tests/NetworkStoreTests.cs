@@ -403,6 +403,26 @@ public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixt
     }
 
     [Fact]
+    public async Task AnExplicitProxyCarriesEveryRequest()
+    {
+        // The fault-injecting proxy forwards what it gets to nginx, which takes the absolute-form request line of a
+        // proxied request (GET http://host/path) as any HTTP/1.1 server must.
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);
+        var descriptor = PageStoreDescriptor.Http(nginx.Server.UrlOf("content.bin"), new HttpStoreOptions { Proxy = proxy.UrlOf("") });
+        Assert.Equal(proxy.UrlOf("").AbsoluteUri, descriptor.Settings["proxy"]);
+        using var store = BuiltInPageStores.CreateRegistry().AddNetworkStores().Create(new PageStoreContext(descriptor, 2L << 20, 4096));
+        var buffer = new byte[16384];
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.Equal(PageReadStatus.Data, await store.ReadAsync(i * 65536L, buffer, CancellationToken.None));
+            AssertContent(nginx.Content, i * 65536L, buffer);
+        }
+        Assert.Equal(5, proxy.Requests); // the opening request and the four reads
+        var bad = new PageStoreDescriptor("http", new Dictionary<string, string> { ["url"] = nginx.Server.UrlOf("content.bin").AbsoluteUri, ["proxy"] = "not a url" });
+        Assert.Contains("proxy 'not a url'", Assert.Throws<PageStoreException>(() => BuiltInPageStores.CreateRegistry().AddNetworkStores().Create(new PageStoreContext(bad, 4096, 4096))).Message);
+    }
+
+    [Fact]
     public void TheFactoryBuildsFromTheDescriptor()
     {
         var descriptor = PageStoreDescriptor.Http(nginx.Server.UrlOf("private/secret.bin"),
