@@ -96,7 +96,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             var packs = new Dictionary<string, string>();
             foreach (var codec in options.Backends.Where(b => b is "lz4" or "zstd"))
             {
-                // Packed once per run, 64 KiB blocks by default (the pack tool's default; --pack-block).
+                // Packed once per run at the pack tool's default level, 64 KiB blocks by default (the tool's default; --pack-block).
                 string pack = Path.Combine(dir, $"data.{codec}.pgz");
                 Directory.CreateDirectory(dir);
                 progressConsole.Status().Start($"packing the data file ({codec})", _ =>
@@ -105,7 +105,8 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     using var output = File.Create(pack);
                     var summary = Paging.Backends.Compression.PackWriter.Pack(input, output,
                         codec == "lz4" ? Paging.Backends.Compression.PageCodecKind.Lz4 : Paging.Backends.Compression.PageCodecKind.Zstd,
-                        codec == "lz4" ? 1 : 3, options.PackBlock);
+                        Paging.Backends.Compression.PackWriter.DefaultLevel(codec == "lz4" ? Paging.Backends.Compression.PageCodecKind.Lz4 : Paging.Backends.Compression.PageCodecKind.Zstd),
+                        options.PackBlock);
                     _notes.Add($"{codec} pack: ratio {summary.Ratio:0.00} ({summary.OriginalBytes >> 20} MiB in {summary.PackedBytes >> 20} MiB)");
                 });
                 packs[codec] = pack;

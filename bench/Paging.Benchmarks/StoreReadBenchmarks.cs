@@ -48,7 +48,7 @@ public unsafe class StoreReadBenchmarks : IDisposable
             using (var input = File.OpenRead(path))
             using (var output = File.Create(pack))
             {
-                _ = PackWriter.Pack(input, output, codec, codec == PageCodecKind.Lz4 ? 1 : 3, block);
+                _ = PackWriter.Pack(input, output, codec, PackWriter.DefaultLevel(codec), block);
             }
             _store = new CompressedPageStore(new FilePageStore(pack, 0, writable: false), pack);
         }

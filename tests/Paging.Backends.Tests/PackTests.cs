@@ -51,10 +51,10 @@ public static class PackContent
         return data;
     }
 
-    public static byte[] Pack(byte[] data, PageCodecKind codec, int blockSize, out PackSummary summary)
+    public static byte[] Pack(byte[] data, PageCodecKind codec, int blockSize, out PackSummary summary, int? level = null)
     {
         using var output = new MemoryStream();
-        summary = PackWriter.Pack(new MemoryStream(data), output, codec, level: codec == PageCodecKind.Zstd ? 3 : 1, blockSize);
+        summary = PackWriter.Pack(new MemoryStream(data), output, codec, level ?? PackWriter.DefaultLevel(codec), blockSize);
         return output.ToArray();
     }
 }
@@ -73,16 +73,21 @@ public sealed class PackTests
         }
     }
 
-    public static TheoryData<PageCodecKind, int, string> Cases()
+    /// <summary>Every codec × block size × content kind at the default level, and LZ4's fast mode (level 1) too.</summary>
+    public static TheoryData<PageCodecKind, int, string, int> Cases()
     {
-        var data = new TheoryData<PageCodecKind, int, string>();
+        var data = new TheoryData<PageCodecKind, int, string, int>();
         foreach (var codec in new[] { PageCodecKind.None, PageCodecKind.Lz4, PageCodecKind.Zstd })
         {
             foreach (int block in new[] { 4096, 65536, 1 << 20 })
             {
                 foreach (var kind in new[] { "zeros", "random", "text", "model", "mixed" })
                 {
-                    data.Add(codec, block, kind);
+                    data.Add(codec, block, kind, PackWriter.DefaultLevel(codec));
+                    if (codec == PageCodecKind.Lz4)
+                    {
+                        data.Add(codec, block, kind, 1);
+                    }
                 }
             }
         }
@@ -91,10 +96,10 @@ public sealed class PackTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public async Task EveryCodecBlockSizeAndContentRoundTrips(PageCodecKind codec, int blockSize, string kind)
+    public async Task EveryCodecBlockSizeAndContentRoundTrips(PageCodecKind codec, int blockSize, string kind, int level)
     {
         var original = PackContent.Make(kind, (3 << 20) + 4096 + 1000, seed: blockSize);
-        var pack = PackContent.Pack(original, codec, blockSize, out var summary);
+        var pack = PackContent.Pack(original, codec, blockSize, out var summary, level);
         Assert.Equal(original.Length, summary.OriginalBytes);
         Assert.Equal(pack.Length, summary.PackedBytes);
         if (kind == "zeros")

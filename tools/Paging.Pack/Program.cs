@@ -18,7 +18,8 @@ internal static class Program
         usage: Paging.Pack pack IN OUT [--codec lz4|zstd|none] [--level N] [--block SIZE]
                Paging.Pack unpack IN OUT
           --codec   lz4 (default; fastest to decompress), zstd (better ratio), none (zero blocks only)
-          --level   codec level (lz4: 1 = fast mode, >1 = HC level; zstd: 1-22, default 3)
+          --level   codec level (lz4: 1 = fast mode, >1 = HC level, default 9: slower to pack, faster to decode and
+                    smaller; zstd: 1-22, default 3)
           --block   original bytes per block, a power of two from 4K to 1M (default 64K): a fault decompresses at
                     most one block per page it touches, so smaller blocks fault faster, larger ones compress better
         """;
@@ -81,7 +82,7 @@ internal static class Program
                 var task = ctx.AddTask($"packing {Path.GetFileName(input)} ({codec}, {block / 1024} KiB blocks)", maxValue: Math.Max(1, length));
                 using var inStream = new FileStream(input, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
                 using var outStream = new FileStream(output, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 20);
-                summary = PackWriter.Pack(inStream, outStream, codec, level ?? (codec == PageCodecKind.Zstd ? 3 : 1), block, done => task.Value = done);
+                summary = PackWriter.Pack(inStream, outStream, codec, level ?? PackWriter.DefaultLevel(codec), block, done => task.Value = done);
                 outStream.Flush(flushToDisk: true);
             });
         double seconds = watch.Elapsed.TotalSeconds;
