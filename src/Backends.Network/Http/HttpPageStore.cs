@@ -279,8 +279,10 @@ public sealed class HttpPageStore : RangedObjectStore
             {
                 using var cancellation = new CancellationTokenSource(Retry.AttemptTimeout);
                 using var request = NewRequest(0, 1, pinned: false);
-                // Asynchronous underneath: SocketsHttpHandler has no synchronous send for HTTP/2.
-                using var response = _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellation.Token).GetAwaiter().GetResult();
+                // SocketsHttpHandler has no synchronous send for HTTP/2: then asynchronous underneath.
+                using var response = _http2
+                    ? _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellation.Token).GetAwaiter().GetResult()
+                    : _client.Send(request, HttpCompletionOption.ResponseHeadersRead, cancellation.Token);
                 var etag = response.Headers.ETag is { IsWeak: false } strong ? strong : null;
                 var lastModified = response.Content.Headers.LastModified;
                 var final = response.RequestMessage?.RequestUri;
