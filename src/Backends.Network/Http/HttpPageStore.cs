@@ -77,8 +77,6 @@ public sealed class HttpPageStore : RangedObjectStore
         _client = new HttpClient(Handlers.GetOrAdd(new HandlerKey(url.Scheme, url.Authority, options.MaxConnections, options.Retry.AttemptTimeout, options.TrustedCertificatesPath, options.Proxy), NewHandler), disposeHandler: false)
         {
             Timeout = Timeout.InfiniteTimeSpan, // each attempt has its own deadline (NetworkRetry.AttemptTimeout)
-            DefaultRequestVersion = HttpVersion.Version20,
-            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionOrLower, // h2 where TLS offers it, else 1.1
         };
         try
         {
