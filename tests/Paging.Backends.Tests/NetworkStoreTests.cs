@@ -497,32 +497,18 @@ public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3) : IClas
     }
 
     [Theory]
-    [InlineData(ArenaKind.Shmem)]
-    [InlineData(ArenaKind.Anonymous)]
-    public void HttpRegionReadsEveryByte(ArenaKind arena)
+    [InlineData(ArenaKind.Shmem, false)]
+    [InlineData(ArenaKind.Anonymous, false)]
+    [InlineData(ArenaKind.Shmem, true)]
+    public void HttpRegionReadsEveryByte(ArenaKind arena, bool https)
     {
+        // Over HTTPS the trusted certificate and the HTTP/2 choice travel in the descriptor to the pager, which opens
+        // the connections.
+        var store = https
+            ? PageStoreDescriptor.Http(nginx.Server.HttpsUrlOf("content.bin"), new HttpStoreOptions { TrustedCertificatesPath = nginx.Server.CertificatePath, Http2 = true })
+            : PageStoreDescriptor.Http(nginx.Server.UrlOf("content.bin"));
         using var runtime = PagingRuntime.Start();
-        using var region = runtime.CreateRegion(new RegionOptions
-        {
-            Arena = arena,
-            Length = 2L << 20,
-            Store = PageStoreDescriptor.Http(nginx.Server.UrlOf("content.bin")),
-        });
-        TouchAll(region, nginx.Content, threads: 4);
-        Assert.True(region.Statistics.PagesFilled > 0);
-    }
-
-    [Fact]
-    public void HttpsRegionReadsEveryByte()
-    {
-        // The trusted certificate and the HTTP/2 choice travel in the descriptor to the pager, which opens the connections.
-        using var runtime = PagingRuntime.Start();
-        using var region = runtime.CreateRegion(new RegionOptions
-        {
-            Arena = ArenaKind.Shmem,
-            Length = 2L << 20,
-            Store = PageStoreDescriptor.Http(nginx.Server.HttpsUrlOf("content.bin"), new HttpStoreOptions { TrustedCertificatesPath = nginx.Server.CertificatePath, Http2 = true }),
-        });
+        using var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = 2L << 20, Store = store });
         TouchAll(region, nginx.Content, threads: 4);
         Assert.True(region.Statistics.PagesFilled > 0);
     }
