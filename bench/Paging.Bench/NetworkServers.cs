@@ -127,27 +127,36 @@ internal sealed class NetworkServers : IDisposable
 
     /// <summary>The baseline's fetches: for "seq" the touched span in 1 MiB GETs from 8 streams (each page's latency
     /// is its GET's), otherwise one 4 KiB GET per touch from <paramref name="threads"/> tasks. Returns the sum of
-    /// every page's first word (checked against the file like the touches).</summary>
-    public ulong FetchAll(string backend, long[] offsets, string pattern, int threads, long[] latencies)
+    /// every page's first word (checked against the file like the touches). With <paramref name="keep"/> ("seq" only)
+    /// every GET lands in its own place of fresh arrays as large as the span, as a loader that keeps the bytes does;
+    /// without it each stream reuses one 1 MiB buffer (the baseline: the network's cost alone).</summary>
+    public ulong FetchAll(string backend, long[] offsets, string pattern, int threads, long[] latencies, bool keep = false)
     {
         ulong sum = 0;
         if (pattern == "seq")
         {
-            const int chunk = 1 << 20, pagesPerChunk = chunk / Scenarios.Page;
+            const int chunk = 1 << 20, pagesPerChunk = chunk / Scenarios.Page, chunksPerArray = 1024;
             int chunks = (offsets.Length + pagesPerChunk - 1) / pagesPerChunk, next = -1;
+            // 1 GiB arrays, uninitialized: their pages are first written by the GETs (as new byte[] of a loader would
+            // be, minus the zeroing).
+            byte[][] kept = keep
+                ? Enumerable.Range(0, (chunks + chunksPerArray - 1) / chunksPerArray)
+                    .Select(a => GC.AllocateUninitializedArray<byte>(Math.Min(chunksPerArray, chunks - a * chunksPerArray) * chunk)).ToArray()
+                : [];
             var streams = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
             {
-                var buffer = new byte[chunk];
+                byte[]? reused = keep ? null : new byte[chunk];
                 ulong local = 0;
                 for (int c; (c = Interlocked.Increment(ref next)) < chunks;)
                 {
                     int first = c * pagesPerChunk, pages = Math.Min(pagesPerChunk, offsets.Length - first);
+                    var (buffer, at) = keep ? (kept[c / chunksPerArray], c % chunksPerArray * chunk) : (reused!, 0);
                     long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-                    await Fetch(backend, offsets[first], buffer.AsMemory(0, pages * Scenarios.Page));
+                    await Fetch(backend, offsets[first], buffer.AsMemory(at, pages * Scenarios.Page));
                     long took = System.Diagnostics.Stopwatch.GetTimestamp() - t0;
                     for (int p = 0; p < pages; p++)
                     {
-                        local += BitConverter.ToUInt64(buffer, p * Scenarios.Page);
+                        local += BitConverter.ToUInt64(buffer, at + p * Scenarios.Page);
                         latencies[first + p] = took;
                     }
                 }

@@ -46,8 +46,10 @@ internal sealed class Options
           --backend a,b      zero | file | http | s3 (default: zero,file). http: the data file served by nginx on
                              loopback, with a baseline of plain HttpClient range GETs of the same bytes
                              (kernel/http-ranges: 8 streams x 1 MiB for seq, 4 KiB GETs from --threads tasks for
-                             random); s3: the file as an object in s3rver on loopback, baseline the same GETs
-                             through AWSSDK.S3 (kernel/s3-ranges). The harness starts the servers.
+                             random; for seq also kernel/http-ranges-kept, the same GETs into fresh arrays that
+                             keep every byte, as a loader without Paging would); s3: the file as an object in
+                             s3rver on loopback, baseline the same GETs through AWSSDK.S3 (kernel/s3-ranges, and
+                             kernel/s3-ranges-kept). The harness starts the servers.
                              lz4, zstd: the data file packed once (64 KiB blocks) and read through the compressed
                              store (PageStoreDescriptor.Compressed), with the file baselines
           --pack-block SIZE  block size of the harness's packs (default 64K; 4K … 1M)
