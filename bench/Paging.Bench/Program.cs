@@ -8,6 +8,21 @@ internal static unsafe class Program
 {
     private static int Main(string[] args)
     {
+        try
+        {
+            return Dispatch(args);
+        }
+        catch (Exception e) when (e is PagingException or IOException or UnauthorizedAccessException)
+        {
+            // What a user gets wrong (a missing or unreadable file, a corrupt checkpoint, a store that cannot open):
+            // one line that says what, not a stack trace.
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int Dispatch(string[] args)
+    {
         if (args.Length > 0 && args[0] == "weights")
         {
             return WeightsBench.Run(args[1..]);
@@ -47,16 +62,7 @@ internal static unsafe class Program
             Console.Error.WriteLine($"error: {e.Message}\n\n{Options.Usage}");
             return 2;
         }
-        var err = ProgressConsole.Create();
-        try
-        {
-            return new Harness(options, err).Run();
-        }
-        catch (PagingException e)
-        {
-            err.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
-            return 1;
-        }
+        return new Harness(options, ProgressConsole.Create()).Run();
     }
 }
 
@@ -76,6 +82,10 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         string path = options.File ?? Path.Combine(dir, "data.bin");
         bool generated = options.File is null;
         long fileSize = generated ? options.FileSize : new FileInfo(path).Length & ~4095L;
+        if (fileSize == 0)
+        {
+            throw new IOException($"'{path}' is shorter than one 4 KiB page: nothing to touch");
+        }
         HugePages? huge = null;
         try
         {
