@@ -154,6 +154,30 @@ public sealed class PackTests
         }
     }
 
+    /// <summary>A level the codec does not have is refused by name (liblz4 and libzstd would quietly use their
+    /// highest); each codec's lowest and highest levels pack and read back.</summary>
+    [Theory]
+    [InlineData(PageCodecKind.Lz4)]
+    [InlineData(PageCodecKind.Zstd)]
+    public void LevelsOutsideTheCodecsRangeAreRefused(PageCodecKind codec)
+    {
+        var codecImpl = PageCodec.For(codec);
+        var original = PackContent.Make("text", 3 * 4096 + 100, seed: 5);
+        foreach (int bad in new[] { codecImpl.MaxLevel + 1, 99, codecImpl.MinLevel - 1 })
+        {
+            var e = Assert.Throws<ArgumentOutOfRangeException>(() => PackContent.Pack(original, codec, 4096, out _, bad));
+            Assert.Contains($"{codec} levels are {codecImpl.MinLevel} to {codecImpl.MaxLevel}", e.Message, StringComparison.Ordinal);
+        }
+        foreach (int level in new[] { codecImpl.MinLevel, codecImpl.MaxLevel })
+        {
+            using var store = new CompressedPageStore(new MemoryPageStore(PackContent.Pack(original, codec, 4096, out _, level)), "test.pgz");
+            var back = new byte[original.Length];
+            store.Read(0, back);
+            Assert.Equal(original, back);
+        }
+        Assert.Equal(codec == PageCodecKind.Lz4 ? 12 : 22, codecImpl.MaxLevel);
+    }
+
     /// <summary>The strict reader against damaged packs: every case either reads the exact original bytes (the damage
     /// was harmless — impossible here, every byte is covered by a checksum) or fails with Corrupt; nothing else, never a
     /// wrong byte. PAGING_FUZZ_CASES sets the count (default 100000).</summary>

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Paging.Backends;
 using Paging.Backends.Compression;
+using Paging.Cli;
 using Paging.Stores;
 using Spectre.Console;
 
@@ -19,7 +20,7 @@ internal static class Program
                Paging.Pack unpack IN OUT
           --codec   lz4 (default; fastest to decompress), zstd (better ratio), none (zero blocks only)
           --level   codec level (lz4: 1 = fast mode, >1 = HC level, default 9: slower to pack, faster to decode and
-                    smaller; zstd: 1-22, default 3)
+                    smaller, up to 12; zstd: 1-22, negative = fast modes, default 3)
           --block   original bytes per block, a power of two from 4K to 1M (default 64K): a fault decompresses at
                     most one block per page it touches, so smaller blocks fault faster, larger ones compress better
         """;
@@ -76,7 +77,7 @@ internal static class Program
         long length = new FileInfo(input).Length;
         var watch = Stopwatch.StartNew();
         PackSummary summary = default;
-        AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+        ProgressConsole.Create().Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
                 var task = ctx.AddTask($"packing {Path.GetFileName(input)} ({codec}, {block / 1024} KiB blocks)", maxValue: Math.Max(1, length));
@@ -86,8 +87,9 @@ internal static class Program
                 outStream.Flush(flushToDisk: true);
             });
         double seconds = watch.Elapsed.TotalSeconds;
-        AnsiConsole.MarkupLineInterpolated(CultureInfo.InvariantCulture,
-            $"{output}: {summary.OriginalBytes:N0} → {summary.PackedBytes:N0} bytes, ratio {summary.Ratio:0.00}, {summary.Blocks:N0} blocks ({summary.ZeroBlocks:N0} zero, {summary.RawBlocks:N0} raw), {summary.OriginalBytes / 1e6 / seconds:0} MB/s in {seconds:0.00} s");
+        // Plain text on standard output: a summary a script can read, never wrapped at the terminal's width.
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{output}: {summary.OriginalBytes:N0} → {summary.PackedBytes:N0} bytes, ratio {summary.Ratio:0.00}, {summary.Blocks:N0} blocks ({summary.ZeroBlocks:N0} zero, {summary.RawBlocks:N0} raw), {summary.OriginalBytes / 1e6 / seconds:0} MB/s in {seconds:0.00} s"));
         return 0;
     }
 
@@ -96,7 +98,7 @@ internal static class Program
         var watch = Stopwatch.StartNew();
         using var store = new CompressedPageStore(new FilePageStore(Path.GetFullPath(input), 0, false), input);
         long length = store.Length;
-        AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+        ProgressConsole.Create().Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
                 var task = ctx.AddTask($"unpacking {Path.GetFileName(input)}", maxValue: Math.Max(1, length));
@@ -114,8 +116,9 @@ internal static class Program
                 }
             });
         double seconds = watch.Elapsed.TotalSeconds;
-        AnsiConsole.MarkupLineInterpolated(CultureInfo.InvariantCulture,
-            $"{output}: {length:N0} bytes from {new FileInfo(input).Length:N0}, every block's checksum verified, {length / 1e6 / seconds:0} MB/s in {seconds:0.00} s");
+        // Plain text on standard output: a summary a script can read, never wrapped at the terminal's width.
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{output}: {length:N0} bytes from {new FileInfo(input).Length:N0}, every block's checksum verified, {length / 1e6 / seconds:0} MB/s in {seconds:0.00} s"));
         return 0;
     }
 

@@ -33,6 +33,12 @@ public sealed unsafe class Lz4Codec : PageCodec
     /// <inheritdoc />
     public override int MaxCompressedLength(int length) => _bound(length);
 
+    /// <summary>1: LZ4's fast mode (LZ4_compress_default).</summary>
+    public override int MinLevel => 1;
+
+    /// <summary>12: LZ4HC_CLEVEL_MAX (lz4hc.h); levels 2 to 12 are LZ4 HC.</summary>
+    public override int MaxLevel => 12;
+
     /// <inheritdoc />
     public override int Compress(ReadOnlySpan<byte> source, Span<byte> destination, int level)
     {

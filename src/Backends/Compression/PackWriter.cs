@@ -33,7 +33,9 @@ public static class PackWriter
     };
 
     /// <summary>Packs <paramref name="input"/> into <paramref name="output"/> (which must be seekable: the header is
-    /// written last). <paramref name="progress"/> gets the input bytes done so far.</summary>
+    /// written last), at <paramref name="level"/> (from the codec's <see cref="PageCodec.MinLevel"/> to its
+    /// <see cref="PageCodec.MaxLevel"/>, else <see cref="ArgumentOutOfRangeException"/>; ignored for
+    /// <see cref="PageCodecKind.None"/>). <paramref name="progress"/> gets the input bytes done so far.</summary>
     public static PackSummary Pack(Stream input, Stream output, PageCodecKind codec, int level, int blockSize, Action<long>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -43,6 +45,10 @@ public static class PackWriter
             throw new ArgumentOutOfRangeException(nameof(blockSize), blockSize, $"a power of two in [{PackFile.MinBlockSize}, {PackFile.MaxBlockSize}]");
         }
         var compressor = codec == PageCodecKind.None ? null : PageCodec.For(codec);
+        if (compressor is not null && (level < compressor.MinLevel || level > compressor.MaxLevel))
+        {
+            throw new ArgumentOutOfRangeException(nameof(level), level, $"{codec} levels are {compressor.MinLevel} to {compressor.MaxLevel}");
+        }
         output.Position = 0;
         output.Write(new byte[PackFile.HeaderSize]);
         var entries = new List<byte[]>();

@@ -30,7 +30,14 @@ public abstract class PageCodec
     /// <see cref="Compress"/>).</summary>
     public abstract int MaxCompressedLength(int length);
 
-    /// <summary>Compresses <paramref name="source"/> into <paramref name="destination"/>; returns the compressed length.</summary>
+    /// <summary>The lowest compression level the codec takes.</summary>
+    public abstract int MinLevel { get; }
+
+    /// <summary>The highest compression level the codec takes (its library would quietly use this one for any higher).</summary>
+    public abstract int MaxLevel { get; }
+
+    /// <summary>Compresses <paramref name="source"/> into <paramref name="destination"/> at <paramref name="level"/>
+    /// (from <see cref="MinLevel"/> to <see cref="MaxLevel"/>); returns the compressed length.</summary>
     public abstract int Compress(ReadOnlySpan<byte> source, Span<byte> destination, int level);
 
     /// <summary>Decompresses <paramref name="source"/> into exactly <paramref name="destination"/>.Length bytes; anything

@@ -21,6 +21,7 @@ public sealed unsafe class ZstdCodec : PageCodec
     private readonly delegate* unmanaged<nuint, uint> _isError;
     private readonly delegate* unmanaged<nuint, byte*> _errorName;
     private readonly delegate* unmanaged<byte*, nuint, ulong> _contentSize;
+    private readonly int _minLevel, _maxLevel;
 
     internal ZstdCodec(string library)
     {
@@ -32,6 +33,8 @@ public sealed unsafe class ZstdCodec : PageCodec
         _isError = (delegate* unmanaged<nuint, uint>)NativeCodecLibrary.Export(h, "ZSTD_isError", library);
         _errorName = (delegate* unmanaged<nuint, byte*>)NativeCodecLibrary.Export(h, "ZSTD_getErrorName", library);
         _contentSize = (delegate* unmanaged<byte*, nuint, ulong>)NativeCodecLibrary.Export(h, "ZSTD_getFrameContentSize", library);
+        _minLevel = ((delegate* unmanaged<int>)NativeCodecLibrary.Export(h, "ZSTD_minCLevel", library))();
+        _maxLevel = ((delegate* unmanaged<int>)NativeCodecLibrary.Export(h, "ZSTD_maxCLevel", library))();
     }
 
     /// <summary>The codec (throws a configuration error when libzstd.so.1 is missing).</summary>
@@ -42,6 +45,12 @@ public sealed unsafe class ZstdCodec : PageCodec
 
     /// <inheritdoc />
     public override int MaxCompressedLength(int length) => checked((int)_bound((nuint)length));
+
+    /// <summary>The library's ZSTD_minCLevel(): negative levels are zstd's fast modes; 0 is its default (3).</summary>
+    public override int MinLevel => _minLevel;
+
+    /// <summary>The library's ZSTD_maxCLevel() (22).</summary>
+    public override int MaxLevel => _maxLevel;
 
     private string ErrorName(nuint code) => Marshal.PtrToStringUTF8((nint)_errorName(code)) ?? $"error {code}";
 

@@ -1,9 +1,9 @@
 using Spectre.Console;
 
-namespace Paging.Bench;
+namespace Paging.Cli;
 
-/// <summary>The console the harness draws its progress on: standard error, so <c>--json</c> and the table on standard
-/// output stay clean. Redirected to a file or a pipe, it writes plain lines (no colour or cursor escapes): a CI log
+/// <summary>The console the command-line programs (the harness, the pack tool) draw their progress on: standard error,
+/// so what they print on standard output (<c>--json</c>, tables, summaries) stays clean. Redirected to a file or a pipe, it writes plain lines (no colour or cursor escapes): a CI log
 /// or <c>2&gt;run.log</c> should read as text.</summary>
 internal static class ProgressConsole
 {
