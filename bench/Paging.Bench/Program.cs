@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Paging.Interop;
+using Paging.Testing;
 using Spectre.Console;
 
 namespace Paging.Bench;
@@ -86,7 +87,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         {
             throw new IOException($"'{path}' is shorter than one 4 KiB page: nothing to touch");
         }
-        HugePages? huge = null;
+        HugePageReservation? huge = null;
         try
         {
             if (generated)
@@ -96,7 +97,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             }
             if (options.Arenas.Contains(ArenaKind.HugeTlb))
             {
-                huge = HugePages.TryReserve((fileSize + (2 << 20) - 1) / (2 << 20), out string? why);
+                huge = HugePageReservation.TryReserve((fileSize + (2 << 20) - 1) / (2 << 20), out string? why);
                 if (huge is null)
                 {
                     options.Arenas.Remove(ArenaKind.HugeTlb);
@@ -534,40 +535,4 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             Console.WriteLine(n);
         }
     }
-}
-
-/// <summary>Raises vm.nr_hugepages for the run and restores it.</summary>
-internal sealed class HugePages : IDisposable
-{
-    private const string Sysctl = "/proc/sys/vm/nr_hugepages";
-    private readonly string _previous;
-
-    private HugePages(string previous) => _previous = previous;
-
-    public static HugePages? TryReserve(long pages, out string? why)
-    {
-        try
-        {
-            string previous = File.ReadAllText(Sysctl).Trim();
-            long total = long.Parse(previous) + pages;
-            File.WriteAllText(Sysctl, total.ToString());
-            var reservation = new HugePages(previous);
-            long free = ProcMeminfo.Read("HugePages_Free");
-            if (free < pages)
-            {
-                reservation.Dispose();
-                why = $"needed {pages} free 2 MiB pages, the kernel gave {free}";
-                return null;
-            }
-            why = null;
-            return reservation;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
-        {
-            why = $"cannot raise {Sysctl} ({e.Message}): run as root";
-            return null;
-        }
-    }
-
-    public void Dispose() => File.WriteAllText(Sysctl, _previous);
 }

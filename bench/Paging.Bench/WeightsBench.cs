@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using Paging.Backends.Network;
 using Paging.Interop;
+using Paging.Testing;
 using Paging.Weights;
 using Paging.Testing.Servers;
 using Spectre.Console;
@@ -66,11 +67,11 @@ internal static unsafe class WeightsBench
             }
             var rows = new List<Row>();
             long length = new FileInfo(file!).Length;
-            HugePages? huge = null;
+            HugePageReservation? huge = null;
             if (s_arena == ArenaKind.HugeTlb)
             {
                 // The whole checkpoint in 2 MiB pages (twice: a model and its warm-up may overlap while one closes).
-                huge = HugePages.TryReserve(2 * ((length + (2 << 20) - 1) / (2 << 20)), out string? why);
+                huge = HugePageReservation.TryReserve(2 * ((length + (2 << 20) - 1) / (2 << 20)), out string? why);
                 if (huge is null)
                 {
                     Console.Error.WriteLine($"error: --arena hugetlb: {why}");
