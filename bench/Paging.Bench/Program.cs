@@ -88,11 +88,13 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             throw new IOException($"'{path}' is shorter than one 4 KiB page: nothing to touch");
         }
         HugePageReservation? huge = null;
+        // The data file and packs (a gigabyte or more) go when the run ends, however it ends (Ctrl-C, kill).
+        Directory.CreateDirectory(dir);
+        using var deleteDir = Paging.Testing.Servers.LocalServers.DeleteWhenThisProcessEnds(dir);
         try
         {
             if (generated)
             {
-                Directory.CreateDirectory(dir);
                 Generate(path, fileSize, options.TextData);
             }
             if (options.Arenas.Contains(ArenaKind.HugeTlb))
@@ -109,7 +111,6 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             {
                 // Packed once per run at the pack tool's default level, 64 KiB blocks by default (the tool's default; --pack-block).
                 string pack = Path.Combine(dir, $"data.{codec}.pgz");
-                Directory.CreateDirectory(dir);
                 progressConsole.Status().Start($"packing the data file ({codec})", _ =>
                 {
                     using var input = File.OpenRead(path);
@@ -155,10 +156,8 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         finally
         {
             huge?.Dispose();
-            if (generated)
-            {
-                try { Directory.Delete(dir, true); } catch (IOException) { }
-            }
+            // This run's own folder (the generated data, the packs of a --file): never the user's file.
+            try { Directory.Delete(dir, true); } catch (IOException) { }
         }
     }
 

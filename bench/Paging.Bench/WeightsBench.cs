@@ -57,11 +57,12 @@ internal static unsafe class WeightsBench
         string dir = Path.Combine(Path.GetTempPath(), $"paging-weights-{Environment.ProcessId}");
         bool generated = file is null;
         var err = ProgressConsole.Create();
+        // The generated checkpoint (2 GiB) goes when the run ends, however it ends (Ctrl-C, kill).
+        using var deleteDir = generated ? LocalServers.DeleteWhenThisProcessEnds(Directory.CreateDirectory(dir).FullName) : null;
         try
         {
             if (generated)
             {
-                Directory.CreateDirectory(dir);
                 file = Path.Combine(dir, "model.safetensors");
                 err.Status().Start("generating a ~2 GiB safetensors checkpoint", _ => Generate(file));
             }

@@ -101,10 +101,12 @@ public static class LocalServers
 
     /// <summary>
     /// Starts a server tied to this process's life: a shell starts it, then waits on a pipe from us; when this process
-    /// ends — even killed, or crashed in a fault, when no Dispose runs — the pipe closes and the shell stops the server.
-    /// (A test host that crashed used to leave nginx and s3rver running.) Standard output and error are redirected.
+    /// ends — even killed, or crashed in a fault, when no Dispose runs — the pipe closes and the shell stops the server,
+    /// then deletes <paramref name="directory"/> (its files: s3rver keeps a copy of every object) if one is given.
+    /// (A test host that crashed used to leave nginx and s3rver running, and a stopped harness their folders.) Standard
+    /// output and error are redirected.
     /// </summary>
-    public static Process StartTied(string file, IEnumerable<string> arguments)
+    public static Process StartTied(string file, IEnumerable<string> arguments, string? directory = null)
     {
         var info = new ProcessStartInfo("/bin/sh")
         {
@@ -113,13 +115,31 @@ public static class LocalServers
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        info.Environment[TiedDirectoryVariable] = directory ?? "";
         info.ArgumentList.Add("-c");
-        info.ArgumentList.Add("\"$0\" \"$@\" & child=$!; cat >/dev/null; kill $child 2>/dev/null; wait $child");
+        info.ArgumentList.Add($"\"$0\" \"$@\" & child=$!; cat >/dev/null; kill $child 2>/dev/null; wait $child; {RemoveTiedDirectory}");
         info.ArgumentList.Add(file);
         foreach (var a in arguments)
         {
             info.ArgumentList.Add(a);
         }
+        return Process.Start(info)!;
+    }
+
+    private const string TiedDirectoryVariable = "PAGING_TIED_DIRECTORY";
+    private const string RemoveTiedDirectory = "[ -z \"$PAGING_TIED_DIRECTORY\" ] || rm -rf -- \"$PAGING_TIED_DIRECTORY\"";
+
+    /// <summary>Deletes <paramref name="directory"/> when this process ends, however it ends (Ctrl-C, SIGTERM, SIGKILL,
+    /// a crash): a shell waits on a pipe from us and removes the folder when the pipe closes. For the harness's
+    /// gigabyte-sized data files, which a stopped run used to leave in the temp folder. Disposing the returned process
+    /// closes the pipe, which deletes the folder at once.</summary>
+    public static Process DeleteWhenThisProcessEnds(string directory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        var info = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, RedirectStandardInput = true };
+        info.Environment[TiedDirectoryVariable] = Path.GetFullPath(directory);
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add($"cat >/dev/null; {RemoveTiedDirectory}");
         return Process.Start(info)!;
     }
 

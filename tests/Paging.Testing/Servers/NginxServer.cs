@@ -120,7 +120,7 @@ public sealed class NginxServer : IDisposable
                 {{tls}}
                 }
                 """);
-            var process = LocalServers.StartTied(nginx, ["-p", prefix, "-c", conf, "-e", $"{prefix}/error.log"]);
+            var process = LocalServers.StartTied(nginx, ["-p", prefix, "-c", conf, "-e", $"{prefix}/error.log"], prefix);
             if (LocalServers.WaitForPort(port, TimeSpan.FromSeconds(10), () => !process.HasExited)
                 && (tlsPort == 0 || LocalServers.WaitForPort(tlsPort, TimeSpan.FromSeconds(10), () => !process.HasExited)))
             {

@@ -44,7 +44,7 @@ public sealed partial class S3rverServer : IDisposable
     {
         string script = LocalServers.S3rver;
         var directory = Directory.CreateTempSubdirectory("paging-s3rver-").FullName;
-        var process = LocalServers.StartTied("node", [script, "-d", directory, "-a", "127.0.0.1", "-p", "0", "--configure-bucket", bucket, "--allow-mismatched-signatures"]);
+        var process = LocalServers.StartTied("node", [script, "-d", directory, "-a", "127.0.0.1", "-p", "0", "--configure-bucket", bucket, "--allow-mismatched-signatures"], directory);
         var port = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new System.Text.StringBuilder();
         void OnLine(object? sender, DataReceivedEventArgs e)
