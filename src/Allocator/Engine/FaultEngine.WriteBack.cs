@@ -130,8 +130,8 @@ internal sealed unsafe partial class FaultEngine
             {
                 if ((q & 63) == 0 && q + 64 <= r.Pages && control.FilledWord(q) == ulong.MaxValue)
                 {
-                    // 64 resident pages at once: a word, not 64 bit tests (the scan's ioctl dominates anyway: 14-16 ns
-                    // per page for a fully resident GiB with nothing written, the same as a C probe's, BENCHMARKS §10).
+                    // 64 resident pages at once: a word, not 64 bit tests (the scan's ioctl costs ~2-3 ns per clean
+                    // resident page, BENCHMARKS §23: the bitmap walk must stay well below that).
                     lastFilled = q + 63;
                     q += 64;
                     continue;
