@@ -162,9 +162,11 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     }
 
     /// <summary>
-    /// Untimed: gets the pager's fault path past tier-0 JIT on every arena, and touches every reserved huge page once.
-    /// Guest memory that was never touched costs host-side faults in a VM (measured here: ~7 ms per fresh 2 MiB page
-    /// against ~0.3 ms once backed), which would otherwise land on whichever scenario runs first.
+    /// Untimed: gets the pager's fault path past tier-0 JIT on every arena and every store of the run (a network
+    /// store's first region also opens its connections: measured, the S3 row that ran first was 0.55-0.70x the one
+    /// after it, whichever arena it was), and touches every reserved huge page once. Guest memory that was never
+    /// touched costs host-side faults in a VM (measured here: ~7 ms per fresh 2 MiB page against ~0.3 ms once backed),
+    /// which would otherwise land on whichever scenario runs first.
     /// </summary>
     private void WarmUp(PagingRuntime runtime, string path, long hugePages)
     {
@@ -189,19 +191,38 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                 fd.Dispose();
             }
         }
-        foreach (var arena in options.Arenas)
+        foreach (string backend in options.Backends.Prepend("file").Distinct())
         {
-            foreach (bool readAhead in new[] { true, false })
+            foreach (var arena in options.Arenas)
             {
-                long length = arena == ArenaKind.HugeTlb ? 8L << 20 : 4L << 20;
-                using var region = runtime.CreateRegion(new RegionOptions
+                foreach (bool readAhead in new[] { true, false })
                 {
-                    Arena = arena, Length = length, Store = PageStoreDescriptor.File(path), Prefetch = readAhead ? new PrefetchOptions() : PrefetchOptions.None,
-                });
-                var offsets = Scenarios.Offsets("seq", (int)(length / Scenarios.Page), length);
-                Scenarios.Touch(region.Pointer, offsets, new long[offsets.Length], 1);
+                    long length = arena == ArenaKind.HugeTlb ? 8L << 20 : 4L << 20;
+                    using var region = runtime.CreateRegion(new RegionOptions
+                    {
+                        Arena = arena, Length = length, Store = StoreFor(backend, path), ReadOnly = options.ReadOnly,
+                        Prefetch = readAhead ? new PrefetchOptions() : PrefetchOptions.None,
+                    });
+                    // Read-ahead on: the whole range in order (streams, windows); off: 64 one-page faults.
+                    var offsets = readAhead ? Scenarios.Offsets("seq", (int)(length / Scenarios.Page), length) : Scenarios.Offsets("random", 64, length);
+                    Scenarios.Touch(region.Pointer, offsets, new long[offsets.Length], 1);
+                }
             }
         }
+    }
+
+    /// <summary>The store a scenario reads <paramref name="backend"/> through (with --store-delay-us, behind the latency
+    /// decorator).</summary>
+    private PageStoreDescriptor StoreFor(string backend, string path)
+    {
+        var store = backend switch
+        {
+            "file" => PageStoreDescriptor.File(path),
+            "http" or "s3" => _servers!.Descriptor(backend),
+            "lz4" or "zstd" => PageStoreDescriptor.Compressed(_packs[backend]),
+            _ => PageStoreDescriptor.Zero(),
+        };
+        return options.StoreDelayMicroseconds > 0 ? PageStoreDescriptor.WithLatency(store, TimeSpan.FromMicroseconds(options.StoreDelayMicroseconds)) : store;
     }
 
     private void RunAll(ProgressContext ctx, PagingRuntime runtime, string path, FileDescriptor fd, long fileSize, bool generated)
@@ -303,20 +324,9 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
 
     private Result MeasurePaging(PagingRuntime runtime, ArenaKind arena, string backend, string path, long fileSize, long[] offsets, string pattern, bool generated, bool readAhead)
     {
-        var store = backend switch
-        {
-            "file" => PageStoreDescriptor.File(path),
-            "http" or "s3" => _servers!.Descriptor(backend),
-            "lz4" or "zstd" => PageStoreDescriptor.Compressed(_packs[backend]),
-            _ => PageStoreDescriptor.Zero(),
-        };
-        if (options.StoreDelayMicroseconds > 0)
-        {
-            store = PageStoreDescriptor.WithLatency(store, TimeSpan.FromMicroseconds(options.StoreDelayMicroseconds));
-        }
         using var region = runtime.CreateRegion(new RegionOptions
         {
-            Arena = arena, Length = fileSize, Store = store, ReadOnly = options.ReadOnly,
+            Arena = arena, Length = fileSize, Store = StoreFor(backend, path), ReadOnly = options.ReadOnly,
             Prefetch = !readAhead ? PrefetchOptions.None : options.MaxReadAhead is { } max ? new PrefetchOptions { MaxReadAheadBytes = max } : new PrefetchOptions(),
         });
         var latencies = new long[offsets.Length];
@@ -344,6 +354,8 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     private Result MeasureRanges(string backend, long[] offsets, string pattern, bool generated, bool keep = false)
     {
         var latencies = new long[offsets.Length];
+        // Untimed, as Paging's stores are warmed (WarmUp): the client's first requests (JIT, connections) off the clock.
+        _ = _servers!.FetchAll(backend, offsets[..Math.Min(offsets.Length, 1024)], pattern, options.Threads, latencies, keep: false);
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
         ulong sum = _servers!.FetchAll(backend, offsets, pattern, options.Threads, latencies, keep);
         double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
