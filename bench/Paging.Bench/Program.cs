@@ -345,6 +345,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         result.ReadAhead = readAhead ? "on" : "off";
         // Read-ahead may still be filling pages in the background; what it read by the end of the touches counts.
         result.BytesRead = backend != "zero" ? after.BytesRead - before.BytesRead : -1;
+        result.ManagedBytes = after.ManagedBytesAllocated - before.ManagedBytesAllocated;
         return result;
     }
 
@@ -501,6 +502,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     w.WriteNumber("bytes_read", r.BytesRead);
                     w.WriteNumber("read_per_touched", Math.Round(r.ReadPerTouched, 3));
                     w.WriteNumber("faults_avoided", r.Faults >= 0 ? r.Pages - r.Faults : 0);
+                    w.WriteNumber("managed_bytes", r.ManagedBytes);
                     w.WriteEndObject();
                 }
                 Console.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));

@@ -10,6 +10,10 @@ internal sealed record Result(string Scenario, string Arena, string Backend, str
 {
     public string ReadAhead { get; set; } = "";
     public long BytesRead { get; set; } = -1;
+
+    /// <summary>Managed bytes the pager allocated serving the region in the measured window (the engine: none per
+    /// fault; a network store's client library: per request); -1 for baselines.</summary>
+    public long ManagedBytes { get; set; } = -1;
     public double ReadPerTouched => BytesRead < 0 ? 0 : (double)BytesRead / BytesTouched;
     public string? Baseline { get; set; }
     public double BaselineNsPerPage { get; set; }
