@@ -197,4 +197,23 @@ public sealed unsafe class HugeTlbTests(RuntimeFixture fixture, HugePagesFixture
         }));
         Assert.Contains("8 huge pages", e.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>Two reservations that overlap without nesting (A, B, then A's end before B's) leave vm.nr_hugepages where
+    /// it was: each gives back what it added. (Restoring "the value before me" left B's predecessor's pages reserved.)
+    /// In the runtime collection, so no other test class changes the value meanwhile.</summary>
+    [Fact]
+    public void OverlappingReservationsGiveBackExactlyWhatTheyAdded()
+    {
+        long Value() => long.Parse(File.ReadAllText("/proc/sys/vm/nr_hugepages").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        long start = Value();
+        var a = HugePageReservation.Reserve(HugePageReservation.Meminfo("HugePages_Free") + 2);
+        long afterA = Value();
+        var b = HugePageReservation.Reserve(HugePageReservation.Meminfo("HugePages_Free") + 3);
+        Assert.True(afterA >= start + 2 && Value() >= afterA + 3, $"start {start}, after A {afterA}, after B {Value()}");
+        a.Dispose();
+        b.Dispose();
+        Assert.Equal(start, Value());
+        b.Dispose(); // twice: nothing more given back
+        Assert.Equal(start, Value());
+    }
 }
