@@ -266,23 +266,27 @@ internal static unsafe class BufferPoolBench
         }
         var pages = new MappedPages(map.Address);
         var s = new Settings(length, 0, [threads], seconds, warmup, true, mixed, WarmupMax: warmupMax);
-        long read0 = 0;
+        long read0 = 0, written0 = 0;
         // Full: the cgroup's charge (the page cache this process faulted in) reached 15/16 of its limit.
         var (ops, measured, p50, p99, warmed, full) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
-            onMeasureStart: () => read0 = ReadBytes(), warm: () => MemoryCgroup.Usage(cgroup) >= limit - limit / 16);
+            onMeasureStart: () => (read0, written0) = (IoBytes("read_bytes:"), IoBytes("write_bytes:")), warm: () => MemoryCgroup.Usage(cgroup) >= limit - limit / 16);
         long resident = MemoryCgroup.Usage(cgroup);
-        var row = new Row($"{(readAround ? "mmap-read-around" : "mmap")}/bufferpool/{(mixed ? "mixed" : "lookup")}", threads, ops, measured, ops / measured, p50, p99, resident, ReadBytes() - read0, 0, warmed, full);
+        // Written: /proc/self/io's write_bytes, which the kernel counts when a clean page of a file becomes dirty
+        // (folio_account_dirtied): the bytes its writeback will send, as Paging and the pool count pages written back.
+        var row = new Row($"{(readAround ? "mmap-read-around" : "mmap")}/bufferpool/{(mixed ? "mixed" : "lookup")}", threads, ops, measured, ops / measured, p50, p99, resident,
+            IoBytes("read_bytes:") - read0, IoBytes("write_bytes:") - written0, warmed, full);
         Console.WriteLine(JsonSerializer.Serialize(row));
         return 0;
     }
 
-    private static long ReadBytes()
+    /// <summary>A counter of /proc/self/io (<c>read_bytes:</c>, <c>write_bytes:</c>).</summary>
+    private static long IoBytes(string field)
     {
         foreach (var line in File.ReadLines("/proc/self/io"))
         {
-            if (line.StartsWith("read_bytes:", StringComparison.Ordinal))
+            if (line.StartsWith(field, StringComparison.Ordinal))
             {
-                return long.Parse(line.AsSpan(11).Trim(), CultureInfo.InvariantCulture);
+                return long.Parse(line.AsSpan(field.Length).Trim(), CultureInfo.InvariantCulture);
             }
         }
         return 0;
