@@ -163,8 +163,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
 
     /// <summary>
     /// Untimed: gets the pager's fault path past tier-0 JIT on every arena and every store of the run (a network
-    /// store's first region also opens its connections: measured, the S3 row that ran first was 0.55-0.70x the one
-    /// after it, whichever arena it was), and touches every reserved huge page once. Guest memory that was never
+    /// store's first region also opens its connections), and touches every reserved huge page once. Guest memory that was never
     /// touched costs host-side faults in a VM (measured here: ~7 ms per fresh 2 MiB page against ~0.3 ms once backed),
     /// which would otherwise land on whichever scenario runs first.
     /// </summary>
