@@ -55,6 +55,10 @@ internal sealed class NetworkServers : IDisposable
                 console.Status().Start($"uploading {new FileInfo(path).Length >> 20} MiB to s3rver", _ =>
                     servers._s3Client.PutObjectAsync(new PutObjectRequest { BucketName = Bucket, Key = servers._name, FilePath = path, UseChunkEncoding = false })
                         .GetAwaiter().GetResult());
+                // s3rver keeps its copy of the object as a file: written back to the disk ~30 s later
+                // (vm.dirty_expire_centisecs = 3000) it would land in whichever rows run then (measured: 1 GiB dirty
+                // for the whole of an S3 run that did not sync). Written back now, off the clock.
+                Paging.Interop.Libc.Sync();
             }
             return servers;
         }

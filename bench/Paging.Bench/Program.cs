@@ -127,7 +127,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
             using var servers = NetworkServers.Start(options.Backends, path, progressConsole, options.HttpLatencyMicroseconds);
             _servers = servers;
             using var runtime = PagingRuntime.Start(options.RuntimeOptions());
-            WarmUp(runtime, path, huge is not null ? fileSize / (2 << 20) : 0);
+            WarmUp(runtime, path, fileSize, huge is not null ? fileSize / (2 << 20) : 0);
             var fd = Libc.Open(path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec, 0);
             if (fd.IsInvalid)
             {
@@ -167,7 +167,11 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     /// touched costs host-side faults in a VM (measured here: ~7 ms per fresh 2 MiB page against ~0.3 ms once backed),
     /// which would otherwise land on whichever scenario runs first.
     /// </summary>
-    private void WarmUp(PagingRuntime runtime, string path, long hugePages)
+    /// <summary>256 MiB: the first S3 row then ran at 0.91-0.94x of the next (0.55-0.7x without; 512 MiB: 0.90-0.99x), for
+    /// ~2 s of warm-up at s3rver's rate (BENCHMARKS §24).</summary>
+    private const long NetworkWarmUpBytes = 256L << 20;
+
+    private void WarmUp(PagingRuntime runtime, string path, long fileSize, long hugePages)
     {
         if (hugePages > 0)
         {
@@ -192,6 +196,22 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
         foreach (string backend in options.Backends.Prepend("file").Distinct())
         {
+            if (backend is "http" or "s3" && options.Arenas.Count > 0)
+            {
+                // A network store's client code (HttpClient, AWSSDK.S3) is large: its tiered JIT (tier 0, instrumented,
+                // tier 1) took ~3.7 CPU-seconds of the pager's first S3 gigabyte (25-30% of all samples; the first S3
+                // row ran at 0.55-0.7x of the next, BENCHMARKS §24). A long sequential read gets it past that off the clock.
+                long length = Math.Min(fileSize, NetworkWarmUpBytes) & ~((2L << 20) - 1);
+                if (length > 0)
+                {
+                    using var region = runtime.CreateRegion(new RegionOptions
+                    {
+                        Arena = options.Arenas[0], Length = length, Store = StoreFor(backend, path), ReadOnly = options.ReadOnly,
+                    });
+                    var offsets = Scenarios.Offsets("seq", (int)(length / Scenarios.Page), length);
+                    Scenarios.Touch(region.Pointer, offsets, new long[offsets.Length], 1);
+                }
+            }
             foreach (var arena in options.Arenas)
             {
                 foreach (bool readAhead in new[] { true, false })
