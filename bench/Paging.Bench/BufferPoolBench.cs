@@ -206,18 +206,9 @@ internal static unsafe class BufferPoolBench
         }
         try
         {
-            var self = Environment.ProcessPath!;
-            var psi = new ProcessStartInfo(self) { RedirectStandardOutput = true, UseShellExecute = false };
-            if (Path.GetFileNameWithoutExtension(self) == "dotnet")
-            {
-                psi.ArgumentList.Add(typeof(BufferPoolBench).Assembly.Location);
-            }
-            foreach (var a in new[] { "bufferpool-mmap-worker", path, keys.ToString(CultureInfo.InvariantCulture), threads.ToString(CultureInfo.InvariantCulture),
+            var psi = SelfProcess.StartInfo("bufferpool-mmap-worker", path, keys.ToString(CultureInfo.InvariantCulture), threads.ToString(CultureInfo.InvariantCulture),
                 s.Seconds.ToString(CultureInfo.InvariantCulture), s.Warmup.ToString(CultureInfo.InvariantCulture), (mixed ? 1 : 0) + (s.MmapReadAround ? 2 : 0) + "", cgroup,
-                s.BudgetBytes.ToString(CultureInfo.InvariantCulture), s.WarmupMax.ToString(CultureInfo.InvariantCulture) })
-            {
-                psi.ArgumentList.Add(a);
-            }
+                s.BudgetBytes.ToString(CultureInfo.InvariantCulture), s.WarmupMax.ToString(CultureInfo.InvariantCulture));
             using var child = Process.Start(psi)!;
             string output = child.StandardOutput.ReadToEnd();
             child.WaitForExit();

@@ -82,6 +82,13 @@ internal sealed class Options
           --http also loads the same checkpoint from nginx on loopback (started by the harness) through the HTTP
           store; --url loads it from URL (the same checkpoint on any server). --arena: where Paging loads it
           (default shmem; hugetlb reserves 2 MiB pages for the run as root and gives them back).
+
+        Paging.Bench startup [--runs N] [--json]
+          what an application waits for before its first page, each run in a fresh process (a cold JIT):
+          PagingRuntime.Start, CreateRegion (shmem, 64 MiB file), the first fault, the rest of the region; medians.
+          PAGING_PAGER=<pager> compares another pager build (a ReadyToRun one, say).
+
+        Also: bufferpool, dirtyscan, tier (docs/BENCHMARKS.md §10-§12).
         """;
 
     public static Options Parse(string[] args)

@@ -36,6 +36,14 @@ internal static unsafe class Program
         {
             return TierBench.Run(args[1..]);
         }
+        if (args.Length > 0 && args[0] == "startup")
+        {
+            return StartupBench.Run(args[1..]);
+        }
+        if (args.Length == 2 && args[0] == "startup-worker")
+        {
+            return StartupBench.Worker(args[1]);
+        }
         if (args.Length > 0 && args[0] == "bufferpool")
         {
             return BufferPoolBench.Run(args[1..]);

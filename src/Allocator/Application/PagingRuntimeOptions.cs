@@ -11,8 +11,9 @@ public sealed class PagingRuntimeOptions
     /// the pager, and that thread can be parked by a GC that itself waits for a thread blocked in a fault.</summary>
     public bool Standby { get; init; } = true;
 
-    /// <summary>The pager to run (Paging.Pager.dll or an executable). Default: PAGING_PAGER, else Paging.Pager.dll
-    /// next to the application or in its paging-pager folder (where the Paging package puts it).</summary>
+    /// <summary>The pager to run (Paging.Pager.dll or an executable). Default: PAGING_PAGER, else Paging.Pager.dll in
+    /// the application's paging-pager folder (where the Paging package puts it, precompiled), else next to the
+    /// application.</summary>
     public string? PagerPath { get; init; }
 
     /// <summary>How long a pager may take to start or to answer a request (default 30 s; positive, at most 24 days).</summary>

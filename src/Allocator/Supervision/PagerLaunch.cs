@@ -18,12 +18,9 @@ internal sealed record PagerLaunch(string FileName, IReadOnlyList<string> Prefix
         string? path = explicitPath ?? Environment.GetEnvironmentVariable("PAGING_PAGER");
         if (path is null)
         {
-            // Beside the application (a project reference to src/Pager), or in the folder the Paging package's
-            // buildTransitive targets copy it to.
-            string[] candidates = [Path.Combine(AppContext.BaseDirectory, PagerFileName), Path.Combine(AppContext.BaseDirectory, PackageFolder, PagerFileName)];
-            path = Array.Find(candidates, File.Exists) ?? throw new PagerException(
-                $"the pager executable was not found at '{candidates[0]}' nor '{candidates[1]}': reference the Paging package (or the " +
-                "Paging.Pager project), set PagingRuntimeOptions.PagerPath, or set PAGING_PAGER");
+            path = Find(AppContext.BaseDirectory) ?? throw new PagerException(
+                $"the pager executable was not found at '{Candidates(AppContext.BaseDirectory)[0]}' nor '{Candidates(AppContext.BaseDirectory)[1]}': " +
+                "reference the Paging package (or the Paging.Pager project), set PagingRuntimeOptions.PagerPath, or set PAGING_PAGER");
         }
         else if (!File.Exists(path))
         {
@@ -35,6 +32,13 @@ internal sealed record PagerLaunch(string FileName, IReadOnlyList<string> Prefix
         }
         return new PagerLaunch(DotnetHost(), [path]);
     }
+
+    /// <summary>The pager an application in <paramref name="directory"/> runs by default, or null.</summary>
+    internal static string? Find(string directory) => Array.Find(Candidates(directory), File.Exists);
+
+    // In the folder the Paging package's buildTransitive targets copy it to (a project reference to src/Pager puts its
+    // ReadyToRun copy there too), else beside the application (a project reference built without it).
+    private static string[] Candidates(string directory) => [Path.Combine(directory, PackageFolder, PagerFileName), Path.Combine(directory, PagerFileName)];
 
     private static string DotnetHost()
     {
