@@ -42,6 +42,34 @@ internal sealed unsafe class PagerProcess : IDisposable
     /// <summary>Starts a pager, hands it the uffd and waits for its answer.</summary>
     public static PagerProcess Start(PagerLaunch launch, Userfaultfd uffd, PagerRole role, PagerTunables tunables, TimeSpan timeout)
     {
+        var pager = Spawn(launch, role);
+        try
+        {
+            pager.Introduce(uffd, tunables, timeout);
+            return pager;
+        }
+        catch
+        {
+            pager.Kill();
+            pager.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Sends the pager its Hello with the uffd and waits for its answer (the second half of
+    /// <see cref="Start"/>: a pager spawned earlier boots its runtime meanwhile).</summary>
+    public void Introduce(Userfaultfd uffd, PagerTunables tunables, TimeSpan timeout)
+    {
+        Span<byte> hello = stackalloc byte[64];
+        var message = new HelloMessage(Role, uffd.Features, tunables.SpinNanoseconds, tunables.LogLevel, tunables.FillThreads, tunables.MemoryBudget).Write(hello, 0);
+        Request(message, [uffd.Handle.Fd], timeout, "start");
+    }
+
+    /// <summary>Starts a pager process with its end of a new channel, without waiting for it. Spawns run one at a
+    /// time (the caller's lock): the child's end is inheritable only between its dup and the spawn, and a second spawn
+    /// in that window would hand it to the wrong child.</summary>
+    public static PagerProcess Spawn(PagerLaunch launch, PagerRole role)
+    {
         var (mine, theirs) = PagerChannel.CreatePair();
         var channel = new PagerChannel(mine);
         Process? process = null;
@@ -86,11 +114,7 @@ internal sealed unsafe class PagerProcess : IDisposable
                 string exit = process.WaitForExit(2000) ? $"exit code {process.ExitCode}" : "gone";
                 throw new PagerException($"the pager '{launch}' exited at once ({exit}); its stderr says why", e);
             }
-            var pager = new PagerProcess(process, pidfd, channel, role);
-            Span<byte> hello = stackalloc byte[64];
-            var message = new HelloMessage(role, uffd.Features, tunables.SpinNanoseconds, tunables.LogLevel, tunables.FillThreads, tunables.MemoryBudget).Write(hello, 0);
-            pager.Request(message, [uffd.Handle.Fd], timeout, "start");
-            return pager;
+            return new PagerProcess(process, pidfd, channel, role);
         }
         catch
         {
