@@ -169,16 +169,17 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
     }
 
-    /// <summary>
-    /// Untimed: gets the pager's fault path past tier-0 JIT on every arena and every store of the run (a network
-    /// store's first region also opens its connections), and touches every reserved huge page once. Guest memory that was never
-    /// touched costs host-side faults in a VM (measured here: ~7 ms per fresh 2 MiB page against ~0.3 ms once backed),
-    /// which would otherwise land on whichever scenario runs first.
-    /// </summary>
     /// <summary>256 MiB: the first S3 row then ran at 0.91-0.94x of the next (0.55-0.7x without; 512 MiB: 0.90-0.99x), for
     /// ~2 s of warm-up at s3rver's rate (BENCHMARKS §24).</summary>
     private const long NetworkWarmUpBytes = 256L << 20;
 
+    /// <summary>
+    /// Untimed: gets the pager's fault path past tier-0 JIT on every arena and every store of the run (a network
+    /// store also opens its connections, and reads <see cref="NetworkWarmUpBytes"/> in order so that its client's
+    /// tiered JIT is done), and touches every reserved huge page once. Guest memory that was never
+    /// touched costs host-side faults in a VM (measured here: ~7 ms per fresh 2 MiB page against ~0.3 ms once backed),
+    /// which would otherwise land on whichever scenario runs first.
+    /// </summary>
     private void WarmUp(PagingRuntime runtime, string path, long fileSize, long hugePages)
     {
         if (hugePages > 0)
