@@ -58,7 +58,7 @@ internal static unsafe class StartupBench
             var v = samples.Select(s => s[stage]).Order().ToArray();
             return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
         }
-        string pager = Environment.GetEnvironmentVariable("PAGING_PAGER") ?? Paging.Supervision.PagerLaunch.Find(AppContext.BaseDirectory) ?? "(none found)";
+        string pager = Paging.Supervision.PagerLaunch.Resolve(null).ToString(); // what the workers ran (PAGING_PAGER, or the default)
         if (json)
         {
             var row = new Dictionary<string, object> { ["scenario"] = "startup", ["runs"] = runs, ["pager"] = pager };
