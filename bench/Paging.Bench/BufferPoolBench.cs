@@ -10,8 +10,9 @@ namespace Paging.Bench;
 /// <summary>
 /// <c>Paging.Bench bufferpool [--data-mib N] [--budget-mib N] [--threads 1,4] [--seconds S] [--warmup S] [--warmup-max S] [--json]
 /// [--lookups-only] [--mmap-read-around] [--pager-spin-us N] [--write-tracking auto|async|sync]</c>: the vmcache workload. A B+tree of 4 KiB nodes (8-byte keys, 120-byte values) 4× the memory
-/// budget, uniform random lookups (and a 90/10 lookup/update mix), N threads, three ways in one run: Paging (a
-/// <see cref="PagedFile"/>: one region, the budget, O_DIRECT store), mmap of the same file in a cgroup v2 whose
+/// budget, uniform random lookups (and a 90/10 lookup/update mix), N threads, four ways in one run: Paging (a
+/// <see cref="PagedFile"/>: one region, the budget, O_DIRECT store) with the tree's nodes reached through
+/// <see cref="PagedFile.Fetch"/> (row paging/...) and through plain pointers (paging-touch/...), mmap of the same file in a cgroup v2 whose
 /// memory.max is the budget (a child process, page cache dropped first; MADV_RANDOM as a DBMS on mmap sets it, or the
 /// kernel's default read-around with --mmap-read-around), and a classic pread buffer pool (hash table
 /// + CLOCK, O_DIRECT) with the same number of frames. Each run warms up until its cache is full (at least --warmup
@@ -54,8 +55,10 @@ internal static unsafe class BufferPoolBench
             {
                 bool mixed = variant == "mixed";
                 // Every scenario starts from the same file contents and a cold page cache.
-                err.MarkupLine($"[grey]{threads} threads, {variant}: paging[/]");
-                rows.Add(RunPaging(path, keys, settings, threads, mixed));
+                err.MarkupLine($"[grey]{threads} threads, {variant}: paging (Fetch)[/]");
+                rows.Add(RunPaging(path, keys, settings, threads, mixed, fetch: true));
+                err.MarkupLine($"[grey]{threads} threads, {variant}: paging (plain pointers: a miss is a fault)[/]");
+                rows.Add(RunPaging(path, keys, settings, threads, mixed, fetch: false));
                 err.MarkupLine($"[grey]{threads} threads, {variant}: mmap in a cgroup[/]");
                 rows.Add(RunMmap(path, keys, settings, threads, mixed));
                 err.MarkupLine($"[grey]{threads} threads, {variant}: pread pool[/]");
@@ -94,7 +97,7 @@ internal static unsafe class BufferPoolBench
                 {
                     double Rate(string prefix) => rows.First(r => r.Threads == threads && r.Scenario.StartsWith(prefix + "/", StringComparison.Ordinal) && r.Scenario.EndsWith("/" + variant, StringComparison.Ordinal)).OpsPerSecond;
                     string mmap = settings.MmapReadAround ? "mmap-read-around" : "mmap";
-                    Console.WriteLine($"{threads} threads, {variant}: paging = {Rate("paging") / Rate(mmap):F2}x {mmap}, {Rate("paging") / Rate("pread-pool"):F2}x the pread pool");
+                    Console.WriteLine($"{threads} threads, {variant}: paging = {Rate("paging") / Rate(mmap):F2}x {mmap}, {Rate("paging") / Rate("pread-pool"):F2}x the pread pool; without Fetch {Rate("paging-touch") / Rate(mmap):F2}x and {Rate("paging-touch") / Rate("pread-pool"):F2}x");
                 }
             }
         }
@@ -160,20 +163,24 @@ internal static unsafe class BufferPoolBench
         }
     }
 
-    private static Row RunPaging(string path, long keys, Settings s, int threads, bool mixed)
+    /// <summary>Paging: with <paramref name="fetch"/> the B+tree reaches its nodes through PagedFile.Fetch (a miss is read
+    /// on the calling thread; the clock sees every use), otherwise through plain pointers (a miss is a fault the
+    /// pager serves; the clock unmaps pages to see touches). Rows paging/... and paging-touch/....</summary>
+    private static Row RunPaging(string path, long keys, Settings s, int threads, bool mixed, bool fetch)
     {
         DropCaches();
         using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { PagerSpin = TimeSpan.FromMicroseconds(s.PagerSpinMicroseconds), WriteTracking = s.Tracking });
         using var file = PagedFile.Open(runtime, path, new PagedFileOptions { MemoryBudget = s.BudgetBytes });
-        var pages = new MappedPages(file.Address);
+        var fetched = new FetchedPages(file);
+        var pointers = new MappedPages(file.Address);
         var before = default(RegionStatistics);
         // Full: the resident pages reached the level where the evictor starts (budget − 1/16, FaultEngine.High).
         long budgetPages = s.BudgetBytes / PagedFile.PageSize;
-        var (ops, seconds, p50, p99, warmup, full) = Drive(keys, s, threads, mixed, (ref rng, update) => Operation(ref pages, ref rng, keys, update),
+        var (ops, seconds, p50, p99, warmup, full) = Drive(keys, s, threads, mixed, fetch ? (ref rng, update) => Operation(ref fetched, ref rng, keys, update) : (ref rng, update) => Operation(ref pointers, ref rng, keys, update),
             onMeasureStart: () => before = file.Statistics, warm: () => file.Statistics.PeakResidentPages >= budgetPages - budgetPages / 16);
         var after = file.Statistics;
         string mode = runtime.WriteTracking == WriteTracking.Synchronous ? "-syncwp" : "";
-        return new Row($"paging/bufferpool/{(mixed ? "mixed" : "lookup")}{mode}", threads, ops, seconds, ops / seconds, p50, p99,
+        return new Row($"{(fetch ? "paging" : "paging-touch")}/bufferpool/{(mixed ? "mixed" : "lookup")}{mode}", threads, ops, seconds, ops / seconds, p50, p99,
             after.ResidentPages * PagedFile.PageSize, after.BytesRead - before.BytesRead, after.BytesWritten - before.BytesWritten, warmup, full);
     }
 

@@ -198,3 +198,18 @@ public readonly unsafe struct MappedPages(nint baseAddress) : IPageAccess
     {
     }
 }
+
+/// <summary>The pages of a <see cref="PagedFile"/> reached through <see cref="PagedFile.Fetch"/>: a missing page is read
+/// on the calling thread, a resident one is marked used for the eviction clock.</summary>
+public readonly unsafe struct FetchedPages(PagedFile file) : IPageAccess
+{
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* Fix(long pageId) => file.Fetch(pageId);
+
+    /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Unfix(long pageId, bool dirty)
+    {
+    }
+}

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Win32.SafeHandles;
 using Paging.Backends;
 using Paging.Stores;
 
@@ -28,8 +30,10 @@ public sealed class PagedFileOptions
 /// for as long as the file is open; touching it brings it in, the pager evicts what the budget cannot hold (CLOCK,
 /// second chance) and writes dirty pages back. There is no fix/unfix to pair: a pointer to a page is valid at any
 /// time (an evicted page faults back in on the next touch, a read of it is always the latest write), so readers are
-/// optimistic by construction. What the database still decides: <see cref="Pin"/> pages that must never leave (a
-/// root), <see cref="Flush"/> at commit, its own latches between threads that write the same page.
+/// optimistic by construction. <see cref="Fetch"/> is the fast way in: it reads a missing page on the calling thread
+/// (no fault, no pager round trip) and tells the eviction clock the page is in use. What the database still decides:
+/// <see cref="Pin"/> pages that must never leave (a root), <see cref="Flush"/> at commit, its own latches between
+/// threads that write the same page.
 /// </summary>
 public sealed unsafe class PagedFile : IDisposable
 {
@@ -37,10 +41,12 @@ public sealed unsafe class PagedFile : IDisposable
     public const int PageSize = 4096;
 
     private readonly Region _region;
+    private readonly SafeFileHandle _file;
 
-    private PagedFile(Region region, string path)
+    private PagedFile(Region region, string path, SafeFileHandle file)
     {
         _region = region;
+        _file = file;
         Path = path;
     }
 
@@ -56,8 +62,13 @@ public sealed unsafe class PagedFile : IDisposable
         long fileLength = new FileInfo(path).Length;
         long pages = options.CapacityPages ?? Math.Max(1, (fileLength + PageSize - 1) / PageSize);
         ArgumentOutOfRangeException.ThrowIfLessThan(pages, 1, nameof(options));
-        var region = runtime.CreateRegion(new RegionOptions
+        // The application's own handle for caller fills (Fetch): read-only, O_DIRECT like the pager's when asked.
+        var file = options.DirectIo ? DirectIo.Open(path, writable: false) : File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        Region region;
+        try
         {
+            region = runtime.CreateRegion(new RegionOptions
+            {
             Arena = ArenaKind.Shmem,
             Length = pages * PageSize,
             Store = PageStoreDescriptor.File(path, writable: options.Writable, direct: options.DirectIo),
@@ -65,8 +76,15 @@ public sealed unsafe class PagedFile : IDisposable
             WriteBack = true,
             // Page ids are random accesses: read what is touched, nothing around it.
             Prefetch = PrefetchOptions.None,
-        });
-        return new PagedFile(region, path);
+            CallerFills = true,
+            });
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+        return new PagedFile(region, path, file);
     }
 
     /// <summary>The file.</summary>
@@ -84,6 +102,65 @@ public sealed unsafe class PagedFile : IDisposable
         System.Diagnostics.Debug.Assert((ulong)pageId < (ulong)PageCount);
         return (byte*)_region.Address + pageId * PageSize;
     }
+
+    /// <summary>
+    /// Page <paramref name="pageId"/>, brought in on the calling thread if it is not resident: one read of the file
+    /// and one UFFDIO_COPY, with no fault, no message to the pager and no wake-up of its threads (vmcache's explicit
+    /// miss; on this VM a fault's round trip costs more than the read itself, docs/BENCHMARKS.md §22). A resident page
+    /// costs two loads and is marked used, which is all the eviction clock of a PagedFile looks at: a page reached
+    /// only through <see cref="PagePointer"/> is still correct (a touch faults it in) but looks unused to the clock
+    /// and leaves first. Nothing to release afterwards: the pointer stays valid, and a page evicted later faults back in.
+    /// Safe from any number of threads: two fetching the same missing page read it once and the other touches it.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageId"/> is not in [0, PageCount).</exception>
+    /// <exception cref="IOException">the file could not be read (the page stays not resident; a touch retries through the pager).</exception>
+    /// <exception cref="ObjectDisposedException">the file was disposed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public byte* Fetch(long pageId)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((ulong)pageId, (ulong)PageCount, nameof(pageId));
+        byte* page = (byte*)_region.Address + pageId * PageSize;
+        if (_region.BeginCallerFill(pageId) == CallerFillStart.Begun)
+        {
+            ReadIn(pageId);
+        }
+        return page;
+    }
+
+    /// <summary>The miss path of <see cref="Fetch"/>: the page is read into a buffer on this thread's stack (aligned
+    /// for O_DIRECT; no allocation) and installed.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ReadIn(long pageId)
+    {
+        byte* raw = stackalloc byte[2 * PageSize];
+        byte* buffer = (byte*)(((nint)raw + PageSize - 1) & ~(nint)(PageSize - 1));
+        int read = 0;
+        try
+        {
+            var span = new Span<byte>(buffer, PageSize);
+            long offset = pageId * PageSize;
+            while (read < PageSize)
+            {
+                int n = RandomAccess.Read(_file, span[read..], offset + read);
+                if (n == 0)
+                {
+                    break; // past the end of the file: zeros, as the pager's store reads them
+                }
+                read += n;
+            }
+            span[read..].Clear();
+            AfterReadForTests?.Invoke(pageId);
+        }
+        catch
+        {
+            _region.AbortCallerFill(pageId);
+            throw;
+        }
+        _ = _region.CompleteCallerFill(pageId, buffer, read);
+    }
+
+    /// <summary>Tests: called on a caller fill between its read and its install (to hold that window open).</summary>
+    internal Action<long>? AfterReadForTests { get; set; }
 
     /// <summary>Page <paramref name="pageId"/> as a span.</summary>
     public Span<byte> Page(long pageId)
@@ -112,5 +189,9 @@ public sealed unsafe class PagedFile : IDisposable
 
     /// <summary>Writes back what is dirty (as <see cref="Region.Dispose"/> does for regions that track writes), then
     /// unmaps the file. Call <see cref="Flush"/> first to see a write-back error as an exception.</summary>
-    public void Dispose() => _region.Dispose();
+    public void Dispose()
+    {
+        _region.Dispose();
+        _file.Dispose();
+    }
 }

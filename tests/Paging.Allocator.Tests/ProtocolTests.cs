@@ -115,10 +115,11 @@ public sealed class ProtocolTests
     public void AddRegionRoundTripsWithItsStoreAndPolicy()
     {
         var store = new PageStoreDescriptor("file", new Dictionary<string, string> { ["path"] = "/data/é.bin", ["offset"] = "4096" });
-        var m = new AddRegionMessage(42, ArenaKind.Shmem, 4096, 0x7f00_0000_0000, 1UL << 40, store, new ReadAheadPolicy(true, 16, 1024, false), TimeSpan.FromSeconds(30), 256L << 20, TrackWrites: true);
+        var m = new AddRegionMessage(42, ArenaKind.Shmem, 4096, 0x7f00_0000_0000, 1UL << 40, store, new ReadAheadPolicy(true, 16, 1024, false), TimeSpan.FromSeconds(30), 256L << 20, TrackWrites: true, CallerFills: true);
         var r = ReaderOf(m.Write(s_buffer, 9), MessageType.AddRegion, 9);
         var back = AddRegionMessage.Read(ref r);
         Assert.Equal((m.Id, m.Arena, m.PageSize, m.Address, m.Length, m.Policy), (back.Id, back.Arena, back.PageSize, back.Address, back.Length, back.Policy));
+        Assert.Equal((m.MemoryBudget, m.TrackWrites, m.CallerFills), (back.MemoryBudget, back.TrackWrites, back.CallerFills));
         Assert.Equal(store.Kind, back.Store.Kind);
         Assert.Equal(store.Settings, back.Store.Settings);
         Assert.Null(back.Store.AssemblyPath);

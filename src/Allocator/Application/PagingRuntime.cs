@@ -120,6 +120,10 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         {
             throw new ArgumentException("a ReadOnly region cannot have WriteBack: nothing can be written to it (drop one of the two)", nameof(options));
         }
+        if (options.CallerFills && options.Arena != ArenaKind.Shmem)
+        {
+            throw new ArgumentException($"caller fills need a Shmem arena, not {options.Arena}", nameof(options));
+        }
         if (options.ReadOnly && options.MemoryBudget is not null && options.Arena == ArenaKind.Anonymous)
         {
             throw new ArgumentException("a MemoryBudget on a ReadOnly Anonymous arena is not supported: its eviction moves pages with UFFDIO_MOVE, which needs a writable mapping; use ArenaKind.Shmem (evicted by the pager alone) or drop ReadOnly", nameof(options));
@@ -184,9 +188,9 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 ulong id = ++_nextRegionId;
-                region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch, options.TracksWrites, options.ReadOnly);
+                region = new Region(this, id, arena, control, ctlFd, options.Store, options.Prefetch, options.TracksWrites, options.ReadOnly, options.CallerFills ? options.MemoryBudget ?? 0 : -1);
                 var message = new AddRegionMessage(id, options.Arena, pageSize, (ulong)arena.User.Address, (ulong)options.Length, options.Store, policy, options.ReadTimeout,
-                    options.MemoryBudget ?? 0, options.TracksWrites, (ulong)(arena.Shadow?.Address ?? 0));
+                    options.MemoryBudget ?? 0, options.TracksWrites, (ulong)(arena.Shadow?.Address ?? 0), options.CallerFills);
                 _supervisor.Add(message, arena.Memfd is null ? [ctlFd] : [ctlFd, arena.Memfd]);
                 _regions.Add(id, region);
             }

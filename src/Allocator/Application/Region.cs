@@ -16,7 +16,7 @@ namespace Paging;
 /// cannot be tracked: using one after <see cref="Dispose"/> is a segmentation fault (the range is made inaccessible
 /// before it is unregistered), never a wrong byte.</para>
 /// </summary>
-public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounters
+public sealed unsafe partial class Region : IDisposable, IAsyncDisposable, IRegionCounters
 {
     private readonly PagingRuntime _runtime;
     private readonly Arena _arena;
@@ -28,8 +28,9 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
     private readonly Unmapper? _unmapper; // tracked hugetlbfs regions: unmaps what the clock asks; tracked anonymous: frees the shadow
 
     internal Region(PagingRuntime runtime, ulong id, Arena arena, RegionControlBlock control, FileDescriptor controlFd,
-        PageStoreDescriptor store, PrefetchOptions prefetch, bool tracksWrites = false, bool readOnly = false)
+        PageStoreDescriptor store, PrefetchOptions prefetch, bool tracksWrites = false, bool readOnly = false, long callerFillBudget = -1)
     {
+        _callerBudgetPages = callerFillBudget < 0 ? -1 : callerFillBudget / arena.PageSize;
         TracksWrites = tracksWrites;
         IsReadOnly = readOnly;
         _runtime = runtime;
@@ -303,6 +304,7 @@ public sealed unsafe class Region : IDisposable, IAsyncDisposable, IRegionCounte
         DirtyScanNanoseconds = ReadStat(RegionStat.DirtyScanNanoseconds),
         DirtyScannedPages = ReadStat(RegionStat.DirtyScannedPages),
         WriteFaults = ReadStat(RegionStat.WriteFaults),
+        CallerFills = ReadStat(RegionStat.CallerFills),
     };
 
     /// <summary>How many of the pages in [firstPage, firstPage+count) the pager has filled (tests, diagnostics).</summary>

@@ -103,4 +103,8 @@ public sealed class RegionOptions
     public const long MinimumBudget = 4L << 20;
 
     internal bool TracksWrites => WriteBack || MemoryBudget is not null;
+
+    /// <summary>The application reads pages in on its own threads too (<c>PagedFile.Fetch</c>): shmem arenas with a
+    /// synchronous store only (the pager refuses others).</summary>
+    internal bool CallerFills { get; init; }
 }

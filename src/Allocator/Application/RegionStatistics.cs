@@ -67,4 +67,7 @@ public readonly record struct RegionStatistics(
     /// <summary>First writes that faulted to the pager (<see cref="WriteTracking.Synchronous"/> only; asynchronous
     /// tracking has none): one per page per write-back cycle.</summary>
     public long WriteFaults { get; init; }
+
+    /// <summary>Pages the application read in on its own thread (<c>PagedFile.Fetch</c>), without a fault.</summary>
+    public long CallerFills { get; init; }
 }

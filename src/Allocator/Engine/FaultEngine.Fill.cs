@@ -102,8 +102,11 @@ internal sealed unsafe partial class FaultEngine
         t.BeginRead(f);
         try
         {
-            if (r.Kind == ArenaKind.Anonymous)
+            if (r.Kind == ArenaKind.Anonymous || r.CallerFills)
             {
+                // Caller-fill regions too: the application may install the same page with its own UFFDIO_COPY, and
+                // only a copy is atomic (a read into the staging mapping could overwrite a page the application
+                // installed and wrote meanwhile; a second copy just meets EEXIST).
                 int length = checked((int)(count << r.PageShift));
                 if (!TryRead(r, page << r.PageShift, new Span<byte>(t.CopyBuffer, length), out var status))
                 {
@@ -509,7 +512,18 @@ internal sealed unsafe partial class FaultEngine
                 try
                 {
                     r.Control.ClearFilled(p);
-                    if (FillStaging(t, r, p, 1))
+                    if (r.CallerFills)
+                    {
+                        // Atomic against the application's own fill of the page (see ReadAndMap).
+                        if (TryRead(r, p << r.PageShift, new Span<byte>(t.CopyBuffer, r.PageSize), out var status))
+                        {
+                            MapAnonymous(r, p, 1, status, t.CopyBuffer, stale: true);
+                            start += (ulong)r.PageSize;
+                            length -= Math.Min(length, (ulong)r.PageSize);
+                            continue;
+                        }
+                    }
+                    else if (FillStaging(t, r, p, 1))
                     {
                         r.Control.MarkFilled(p, 1);
                         continue;
@@ -566,13 +580,14 @@ internal sealed unsafe partial class FaultEngine
 
     // ---------- anonymous: UFFDIO_COPY (or ZEROPAGE) from a buffer ----------
 
-    /// <summary>Installs pages read into <paramref name="buffer"/> (COPY, or ZEROPAGE for all-zero data), waking their
-    /// waiters, then marks them filled.</summary>
+    /// <summary>Installs pages read into <paramref name="buffer"/> (COPY, or ZEROPAGE for all-zero data on anonymous
+    /// regions), waking their waiters, then marks them filled. Shmem regions come here when the application fills
+    /// pages too (caller fills): no ZEROPAGE there (the kernel has it for anonymous memory only).</summary>
     private void MapAnonymous(ServedRegion r, long first, long count, PageReadStatus status, byte* buffer, bool stale)
     {
         long offset = first << r.PageShift;
         long length = count << r.PageShift;
-        if (r.TrackWrites)
+        if (r.TrackWrites || r.Kind != ArenaKind.Anonymous)
         {
             // Mapped write-protected, so the first write faults to the pager (synchronous tracking). The shared zero
             // page cannot be mapped protected (a write would copy it without a fault): zeros are copied.
@@ -626,6 +641,14 @@ internal sealed unsafe partial class FaultEngine
             r.Control.Add(RegionStat.ZeroPagesFilled, count);
         }
         r.Control.MarkFilled(first, count);
+        if (r.CallerFills)
+        {
+            // A page a fault brought in gets one turn of the clock, as one the application fetched.
+            for (long p = first; p < first + count; p++)
+            {
+                r.Control.MarkReferenced(p);
+            }
+        }
     }
 
     // ---------- the store, and what happens when it fails ----------

@@ -193,7 +193,7 @@ internal sealed unsafe class PagerSession(PagerChannel channel, int appPid, File
             }
             store = registry.Create(new PageStoreContext(m.Store, (long)m.Length, m.PageSize));
             faults.Add(new ServedRegion(m.Id, m.Arena, m.Address, m.Length, m.PageSize, control, staging, store, m.Store.Kind, m.Policy, memfd, m.ReadTimeout,
-                m.MemoryBudget, m.TrackWrites, m.ShadowAddress));
+                m.MemoryBudget, m.TrackWrites, m.ShadowAddress, m.CallerFills));
             Log.RegionAdded(logger, m.Id, m.Arena, m.Length, m.Address, m.Store.ToString());
         }
         catch

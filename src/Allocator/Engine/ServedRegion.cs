@@ -18,15 +18,22 @@ internal sealed unsafe class ServedRegion : IDisposable
 
     public ServedRegion(ulong id, ArenaKind kind, ulong start, ulong length, int pageSize, RegionControlBlock control,
         Mapping? staging, IPageStore store, string storeName, ReadAheadPolicy policy, FileDescriptor? memfd = null,
-        TimeSpan? readTimeout = null, long memoryBudget = 0, bool trackWrites = false, ulong shadow = 0)
+        TimeSpan? readTimeout = null, long memoryBudget = 0, bool trackWrites = false, ulong shadow = 0, bool callerFills = false)
     {
         TrackWrites = trackWrites;
+        CallerFills = callerFills;
         Shadow = shadow;
         BudgetPages = memoryBudget / pageSize;
         Writable = (store.Capabilities & PageStoreCapabilities.Write) != 0;
         RetainsEvicted = (store.Capabilities & PageStoreCapabilities.RetainsEvicted) != 0;
         Memfd = memfd;
         IsAsync = (store.Capabilities & PageStoreCapabilities.Asynchronous) != 0;
+        if (callerFills && (kind != ArenaKind.Shmem || IsAsync))
+        {
+            // Asynchronous fills read into the staging mapping, which would race the application's UFFDIO_COPY; the
+            // hugetlbfs and anonymous clocks have no referenced bitmap. Only PagedFile asks (shmem, file store).
+            throw new PagerException($"caller fills need a shmem arena and a synchronous store (region {id}: {kind}, store {storeName})");
+        }
         Policy = policy.ForStore(pageSize, IsAsync);
         Pages = (long)(length / (ulong)pageSize);
         Id = id;
@@ -71,6 +78,10 @@ internal sealed unsafe class ServedRegion : IDisposable
     /// <summary>Pages are mapped write-protected (WP_ASYNC): writes are learnt with PAGEMAP_SCAN, written back, and
     /// the region's pages can be evicted (shmem arenas).</summary>
     public bool TrackWrites { get; }
+
+    /// <summary>The application reads pages in itself as well (<see cref="AddRegionMessage.CallerFills"/>): fills use
+    /// UFFDIO_COPY, the evictor skips pages being read in and runs its clock on the referenced bitmap.</summary>
+    public bool CallerFills { get; }
 
     /// <summary>The region's own memory budget in pages (0: none).</summary>
     public long BudgetPages { get; }

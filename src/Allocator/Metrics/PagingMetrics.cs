@@ -19,6 +19,7 @@ internal static class PagingMetrics
         Meter.CreateObservableCounter("paging.faults", () => Measure(
             (RegionStat.MissingFaults, "missing"), (RegionStat.MinorFaults, "minor")), "{fault}", "page faults served, by kind");
         Meter.CreateObservableCounter("paging.pages_filled", () => Sum(RegionStat.PagesFilled), "{page}", "pages filled from stores");
+        Meter.CreateObservableCounter("paging.caller_fills", () => Sum(RegionStat.CallerFills), "{page}", "pages the application read in on its own thread (PagedFile.Fetch)");
         Meter.CreateObservableCounter("paging.zero_pages", () => Sum(RegionStat.ZeroPagesFilled), "{page}", "pages resolved as zeros");
         Meter.CreateObservableCounter("paging.bytes_read", MeasureBytesByStore, "By", "bytes read from stores, by store kind");
         Meter.CreateObservableCounter("paging.errors", () => Sum(RegionStat.Errors), "{error}", "store or ioctl errors");

@@ -78,9 +78,12 @@ internal readonly record struct HelloMessage(PagerRole Role, UffdFeatures Featur
 /// pager learns which were written with PAGEMAP_SCAN, writes them back and may evict them.</param>
 /// <param name="ShadowAddress">A tracked anonymous region's shadow (as long as the region, registered with the same
 /// uffd): where eviction moves pages with UFFDIO_MOVE; 0 for other regions.</param>
+/// <param name="CallerFills">The application also reads pages in itself and installs them with UFFDIO_COPY (shmem,
+/// synchronous stores): the pager then fills with UFFDIO_COPY too (atomic, so the two can race), never evicts a page an
+/// application thread is reading in, and runs the clock on the referenced bitmap instead of unmapping pages.</param>
 internal sealed record AddRegionMessage(
     ulong Id, ArenaKind Arena, int PageSize, ulong Address, ulong Length, PageStoreDescriptor Store, ReadAheadPolicy Policy, TimeSpan ReadTimeout,
-    long MemoryBudget = 0, bool TrackWrites = false, ulong ShadowAddress = 0)
+    long MemoryBudget = 0, bool TrackWrites = false, ulong ShadowAddress = 0, bool CallerFills = false)
 {
     public int FdCount => Arena == ArenaKind.Anonymous ? 1 : 2;
 
@@ -111,6 +114,7 @@ internal sealed record AddRegionMessage(
         w.U64((ulong)MemoryBudget);
         w.Bool(TrackWrites);
         w.U64(ShadowAddress);
+        w.Bool(CallerFills);
         return buffer[..w.Length];
     }
 
@@ -143,6 +147,7 @@ internal sealed record AddRegionMessage(
         ulong budget = r.U64();
         bool track = r.Bool();
         ulong shadow = r.U64();
+        bool callerFills = r.Bool();
         r.End();
         if (budget > long.MaxValue)
         {
@@ -171,7 +176,7 @@ internal sealed record AddRegionMessage(
         }
         var store = new PageStoreDescriptor(kind, settings, assembly.Length > 0 ? assembly : null, type.Length > 0 ? type : null);
         return new AddRegionMessage(id, arena, (int)pageSize, address, length, store, new ReadAheadPolicy(readAhead, (long)block, (long)window, streamAll),
-            TimeSpan.FromMilliseconds(timeoutMs), (long)budget, track, shadow);
+            TimeSpan.FromMilliseconds(timeoutMs), (long)budget, track, shadow, callerFills);
     }
 }
 

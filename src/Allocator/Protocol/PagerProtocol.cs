@@ -10,7 +10,7 @@ internal static class PagerProtocol
     /// <summary>Bumped on any change to a message or to the control block. 2: Hello carries the pager's tunables.
     /// 3: Hello carries the fill thread count, AddRegion the read timeout. 4: memory budgets (Hello, AddRegion), write
     /// tracking (AddRegion), Flush and Evict, control block PGGCTL02 (dirty and pinned bitmaps).</summary>
-    public const uint Version = 5;
+    public const uint Version = 6;
 
     /// <summary>u32 type, u32 version, u64 request id.</summary>
     public const int HeaderSize = 16;

@@ -56,25 +56,29 @@ internal enum RegionStat
     DirtyScannedPages = 30,
     /// <summary>Writes to write-protected pages that faulted to the pager (synchronous write tracking only).</summary>
     WriteFaults = 31,
+    /// <summary>Pages the application read and installed on its own thread (caller fills, <c>PagedFile.Fetch</c>).</summary>
+    CallerFills = 32,
     /// <summary>The number of counters (at most 120 fit before the latency histogram).</summary>
-    Count = 32,
+    Count = 33,
 }
 
 /// <summary>
 /// The region's page table and counters, in a memfd the application owns and both processes map. It outlives any
 /// one pager: a pager started after a crash finds which pages were completely filled, so it never maps a page a dead
 /// pager left half-written and never refills (and so overwrites) a page the application may already have written.
-/// Layout: a 4 KiB header (magic, page count, flags, counters, a log2 latency histogram) then three bitmaps of one bit
+/// Layout: a 4 KiB header (magic, page count, flags, counters, a log2 latency histogram) then five bitmaps of one bit
 /// per page, each 4 KiB aligned: filled, dirty (written and not yet written back: kept here, not in the pager, so a
-/// pager that takes over after a crash still writes those pages back) and pinned (set by the application: never
-/// evicted). The memfd is
+/// pager that takes over after a crash still writes those pages back), pinned (set by the application: never
+/// evicted), and for regions the application fills itself (caller fills) referenced (set by the application when it
+/// uses a page, cleared by the eviction clock) and caller-filling (set by an application thread while it reads a page
+/// in: the pager never evicts such a page). The memfd is
 /// sparse, so the page table costs memory only where pages are resident (one 4 KiB bitmap page per 128 MiB of
 /// 4 KiB pages): a 1 TiB reservation reserves 32 MiB of address space and commits nothing until touched.
 /// </summary>
 internal sealed unsafe class RegionControlBlock : IDisposable
 {
-    /// <summary>"PGGCTL03" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
-    private const ulong Magic = 0x33304C5443474750;
+    /// <summary>"PGGCTL04" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
+    private const ulong Magic = 0x34304C5443474750;
     private const int FlagsOffset = 16;
 
     /// <summary>Header flag: a pager is between a re-protecting dirty scan and recording its result in the dirty
@@ -103,6 +107,8 @@ internal sealed unsafe class RegionControlBlock : IDisposable
     private readonly ulong* _bitmap;
     private readonly ulong* _dirty;
     private readonly ulong* _pinned;
+    private readonly ulong* _referenced;
+    private readonly ulong* _callerFilling;
     private readonly long* _stats;
     private readonly long* _latency;
 
@@ -115,11 +121,13 @@ internal sealed unsafe class RegionControlBlock : IDisposable
         _bitmap = (ulong*)(mapping.Pointer + HeaderBytes);
         _dirty = (ulong*)(mapping.Pointer + HeaderBytes + BitmapBytes(pageCount));
         _pinned = (ulong*)(mapping.Pointer + HeaderBytes + 2 * BitmapBytes(pageCount));
+        _referenced = (ulong*)(mapping.Pointer + HeaderBytes + 3 * BitmapBytes(pageCount));
+        _callerFilling = (ulong*)(mapping.Pointer + HeaderBytes + 4 * BitmapBytes(pageCount));
     }
 
     public long PageCount { get; }
 
-    public static long SizeFor(long pageCount) => HeaderBytes + 3 * BitmapBytes(pageCount);
+    public static long SizeFor(long pageCount) => HeaderBytes + 5 * BitmapBytes(pageCount);
 
     private static long BitmapBytes(long pageCount) => AlignUp((pageCount + 63) / 64 * 8, 4096);
 
@@ -264,6 +272,44 @@ internal sealed unsafe class RegionControlBlock : IDisposable
     public void Pin(long first, long count) => SetBits(_pinned, first, count);
 
     public void Unpin(long first, long count) => ClearBits(_pinned, first, count);
+
+    /// <summary>Marks a page used (application side, caller-fill regions): the clock keeps it one more turn. The word is
+    /// read first so that a page used again and again costs a load, not a locked write to a shared line.</summary>
+    public void MarkReferenced(long page)
+    {
+        ulong bit = 1UL << (int)(page & 63);
+        if ((Volatile.Read(ref _referenced[page >> 6]) & bit) == 0)
+        {
+            Interlocked.Or(ref _referenced[page >> 6], bit);
+        }
+    }
+
+    /// <summary>The clock's test (pager side): true when the page was used since the hand last passed, and clears it.</summary>
+    public bool TestAndClearReferenced(long page)
+    {
+        ulong bit = 1UL << (int)(page & 63);
+        return (Volatile.Read(ref _referenced[page >> 6]) & bit) != 0 && (Interlocked.And(ref _referenced[page >> 6], ~bit) & bit) != 0;
+    }
+
+    /// <summary>An application thread starts reading the page in itself: false when another thread already is. A full
+    /// fence (a locked or), so the caller's next read of the filled bit cannot pass it (see
+    /// <see cref="IsCallerFilling"/>).</summary>
+    public bool TryBeginCallerFill(long page)
+    {
+        ulong bit = 1UL << (int)(page & 63);
+        return (Interlocked.Or(ref _callerFilling[page >> 6], bit) & bit) == 0;
+    }
+
+    /// <summary>The application thread is done with the page (installed, found present, or failed).</summary>
+    public void EndCallerFill(long page) => Interlocked.And(ref _callerFilling[page >> 6], ~(1UL << (int)(page & 63)));
+
+    /// <summary>Pager side, read after the page is claimed: an application thread may be reading this page from the
+    /// store, so it must not be evicted (its write-back and punch could land between that read and the thread's
+    /// UFFDIO_COPY, which would then install stale bytes). The pairing: the application sets the bit then reads the
+    /// filled bit; the evictor claims (a locked write) then reads this bit, and clears the filled bit only after the
+    /// write-back. Either the evictor sees the bit, or the application sees the page filled (and touches it) or sees
+    /// it cleared after its write-back (and reads the latest bytes).</summary>
+    public bool IsCallerFilling(long page) => Test(_callerFilling, page);
 
     /// <summary>Header flags (<see cref="ScanInProgress"/>).</summary>
     public long Flags
