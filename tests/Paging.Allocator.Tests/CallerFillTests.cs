@@ -58,7 +58,7 @@ public sealed unsafe class CallerFillTests(RuntimeFixture fixture)
         Assert.Equal(0, stats.Errors);
         Assert.Equal(0, stats.PagesWrittenBack); // nothing was written
         // The clock reads the referenced bits: it unmaps only the pages it is about to evict (the unmapping clock
-        // unmaps every resident page once per turn: 1.7-4 unmappings per eviction in the bufferpool harness). A few
+        // unmaps every resident page once per turn: 2.2-3.8 unmappings per eviction in the bufferpool harness). A few
         // stay after the unmapping (just filled, still in a CPU's LRU batch, where reclaim cannot take them): 5%.
         Assert.True(stats.PagesUnmapped <= stats.PagesEvicted + stats.PagesEvicted / 20, $"{stats.PagesUnmapped} pages unmapped for {stats.PagesEvicted} evicted: {stats}");
     }

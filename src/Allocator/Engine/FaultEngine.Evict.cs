@@ -331,7 +331,7 @@ internal sealed unsafe partial class FaultEngine
     /// application sets a page's referenced bit whenever it uses it (<c>PagedFile.Fetch</c>), so the hand only tests
     /// and clears bits — no page is unmapped to learn whether it is touched again. That unmapping was the evictor's
     /// main cost: on this VM each process_madvise(MADV_PAGEOUT) batch is a TLB-shootdown hypercall, and the clock
-    /// unmapped every resident page once per turn (~4 pages per eviction in the bufferpool harness, 36% of all CPU
+    /// unmapped every resident page once per turn (2.2–3.8 pages per eviction in the bufferpool harness, 36% of all CPU
     /// samples with caller fills on). Pages whose bit stayed clear for a whole turn are claimed (skipping any an
     /// application thread is reading in), unmapped in one batch and evicted as before: the unmapping still proves
     /// a page clean (the uffd-wp marker) and makes a late touch wait for the claim.</summary>
