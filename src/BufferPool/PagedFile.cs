@@ -69,14 +69,14 @@ public sealed unsafe class PagedFile : IDisposable
         {
             region = runtime.CreateRegion(new RegionOptions
             {
-            Arena = ArenaKind.Shmem,
-            Length = pages * PageSize,
-            Store = PageStoreDescriptor.File(path, writable: options.Writable, direct: options.DirectIo),
-            MemoryBudget = options.MemoryBudget,
-            WriteBack = true,
-            // Page ids are random accesses: read what is touched, nothing around it.
-            Prefetch = PrefetchOptions.None,
-            CallerFills = true,
+                Arena = ArenaKind.Shmem,
+                Length = pages * PageSize,
+                Store = PageStoreDescriptor.File(path, writable: options.Writable, direct: options.DirectIo),
+                MemoryBudget = options.MemoryBudget,
+                WriteBack = true,
+                // Page ids are random accesses: read what is touched, nothing around it.
+                Prefetch = PrefetchOptions.None,
+                CallerFills = true,
             });
         }
         catch
@@ -137,17 +137,9 @@ public sealed unsafe class PagedFile : IDisposable
         int read = 0;
         try
         {
+            // One read: a regular file reads short only at its end. Past the end: zeros, as the pager's store reads them.
             var span = new Span<byte>(buffer, PageSize);
-            long offset = pageId * PageSize;
-            while (read < PageSize)
-            {
-                int n = RandomAccess.Read(_file, span[read..], offset + read);
-                if (n == 0)
-                {
-                    break; // past the end of the file: zeros, as the pager's store reads them
-                }
-                read += n;
-            }
+            read = RandomAccess.Read(_file, span, pageId * PageSize);
             span[read..].Clear();
             AfterReadForTests?.Invoke(pageId);
         }

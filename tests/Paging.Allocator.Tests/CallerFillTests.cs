@@ -213,6 +213,23 @@ public sealed unsafe class CallerFillTests(RuntimeFixture fixture)
         Assert.Throws<ObjectDisposedException>(() => db.Fetch(0));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void FetchOfAPartialLastPageReadsTheFileThenZeros(bool direct)
+    {
+        // 2 MiB + 104 bytes: the last page holds 104 bytes of the file (not a multiple of the 512-byte O_DIRECT block).
+        const long length = (2L << 20) + 104;
+        using var file = TestData.CreateFile(length, seed: 83, directory: AppContext.BaseDirectory);
+        using var db = PagedFile.Open(_runtime, file.Path, new PagedFileOptions { MemoryBudget = 4L << 20, DirectIo = direct });
+        long last = db.PageCount - 1;
+        Assert.Equal(length / PagedFile.PageSize, last);
+        var page = new ReadOnlySpan<byte>(db.Fetch(last), PagedFile.PageSize);
+        Assert.Equal(-1, TestData.FirstMismatch(page, last * PagedFile.PageSize, length, file.Seed));
+        Assert.Equal(1, db.Statistics.CallerFills);
+        Assert.Equal(-1, TestData.FirstMismatch(new ReadOnlySpan<byte>(db.Fetch(0), PagedFile.PageSize), 0, length, file.Seed));
+    }
+
     [Fact]
     public void CallerFillsAreRefusedOutsideShmem()
     {
