@@ -164,13 +164,14 @@ internal static unsafe class BufferPoolBench
     }
 
     /// <summary>Paging: with <paramref name="fetch"/> the B+tree reaches its nodes through PagedFile.Fetch (a miss is read
-    /// on the calling thread; the clock sees every use), otherwise through plain pointers (a miss is a fault the
-    /// pager serves; the clock unmaps pages to see touches). Rows paging/... and paging-touch/....</summary>
+    /// on the calling thread; the clock sees every use), otherwise through plain pointers in a PagedFile opened with
+    /// UseFetch = false (a miss is a fault the pager serves; the clock unmaps pages to see touches). Rows paging/...
+    /// and paging-touch/....</summary>
     private static Row RunPaging(string path, long keys, Settings s, int threads, bool mixed, bool fetch)
     {
         DropCaches();
         using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { PagerSpin = TimeSpan.FromMicroseconds(s.PagerSpinMicroseconds), WriteTracking = s.Tracking });
-        using var file = PagedFile.Open(runtime, path, new PagedFileOptions { MemoryBudget = s.BudgetBytes });
+        using var file = PagedFile.Open(runtime, path, new PagedFileOptions { MemoryBudget = s.BudgetBytes, UseFetch = fetch });
         var fetched = new FetchedPages(file);
         var pointers = new MappedPages(file.Address);
         var before = default(RegionStatistics);

@@ -20,6 +20,13 @@ public sealed class PagedFileOptions
     /// take, as in a database that manages its own cache. False shares the kernel's page cache.</summary>
     public bool DirectIo { get; init; } = true;
 
+    /// <summary>The database reaches pages through <see cref="PagedFile.Fetch"/> (default true): a miss is read on the
+    /// calling thread, and the eviction clock keeps the pages Fetch marked used since its last turn (a page reached only
+    /// through <see cref="PagedFile.PagePointer"/> looks unused to it). False when pages are reached only by pointer:
+    /// the clock then unmaps resident pages to see which are touched again (a second chance by fault, dearer per
+    /// eviction), and <see cref="PagedFile.Fetch"/> throws.</summary>
+    public bool UseFetch { get; init; } = true;
+
     /// <summary>Writes are written back (default true). False opens the file read-only: written pages then stay
     /// resident (a dirty page is never dropped) and Flush fails.</summary>
     public bool Writable { get; init; } = true;
@@ -76,7 +83,7 @@ public sealed unsafe class PagedFile : IDisposable
                 WriteBack = true,
                 // Page ids are random accesses: read what is touched, nothing around it.
                 Prefetch = PrefetchOptions.None,
-                CallerFills = true,
+                CallerFills = options.UseFetch,
             });
         }
         catch
@@ -115,10 +122,15 @@ public sealed unsafe class PagedFile : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageId"/> is not in [0, PageCount).</exception>
     /// <exception cref="IOException">the file could not be read (the page stays not resident; a touch retries through the pager).</exception>
     /// <exception cref="ObjectDisposedException">the file was disposed.</exception>
+    /// <exception cref="InvalidOperationException">the file was opened with <see cref="PagedFileOptions.UseFetch"/> false.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public byte* Fetch(long pageId)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((ulong)pageId, (ulong)PageCount, nameof(pageId));
+        if (!_region.CallerFills)
+        {
+            ThrowFetchOff();
+        }
         byte* page = (byte*)_region.Address + pageId * PageSize;
         if (_region.BeginCallerFill(pageId) == CallerFillStart.Begun)
         {
@@ -126,6 +138,10 @@ public sealed unsafe class PagedFile : IDisposable
         }
         return page;
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private static void ThrowFetchOff() =>
+        throw new InvalidOperationException("this PagedFile was opened with UseFetch = false: its pages are reached through PagePointer only (the pager's fills are not atomic against a Fetch there)");
 
     /// <summary>The miss path of <see cref="Fetch"/>: the page is read into a buffer on this thread's stack (aligned
     /// for O_DIRECT; no allocation) and installed.</summary>

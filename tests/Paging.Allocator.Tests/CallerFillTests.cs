@@ -231,6 +231,22 @@ public sealed unsafe class CallerFillTests(RuntimeFixture fixture)
     }
 
     [Fact]
+    public void APagedFileWithoutFetchRefusesItAndServesPointers()
+    {
+        const long length = 8L << 20;
+        using var file = TestData.CreateFile(length, seed: 89, directory: AppContext.BaseDirectory);
+        using var db = PagedFile.Open(_runtime, file.Path, new PagedFileOptions { MemoryBudget = 4L << 20, UseFetch = false });
+        var e = Assert.Throws<InvalidOperationException>(() => db.Fetch(0));
+        Assert.Contains("UseFetch", e.Message, StringComparison.Ordinal);
+        for (long p = 0; p < db.PageCount; p++)
+        {
+            Assert.Equal(-1, TestData.FirstMismatch(new ReadOnlySpan<byte>(db.PagePointer(p), PagedFile.PageSize), p * PagedFile.PageSize, length, file.Seed));
+        }
+        Assert.Equal(0, db.Statistics.CallerFills);
+        Assert.True(db.Statistics.PagesEvicted > 0, $"{db.Statistics}");
+    }
+
+    [Fact]
     public void CallerFillsAreRefusedOutsideShmem()
     {
         using var file = TestData.CreateFile(1 << 20, seed: 73);
