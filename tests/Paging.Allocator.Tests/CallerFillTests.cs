@@ -64,6 +64,49 @@ public sealed unsafe class CallerFillTests(RuntimeFixture fixture)
     }
 
     [Fact]
+    public void FetchFromTwoFilesKeepsTheRuntimesSharedBudget()
+    {
+        // A buffer pool over two files: the runtime's budget (16 MiB) binds, not the files' own (as large as the files).
+        const long length = 32L << 20, budget = 16L << 20;
+        using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { MemoryBudget = budget });
+        using var fileA = TestData.CreateFile(length, seed: 97, directory: AppContext.BaseDirectory);
+        using var fileB = TestData.CreateFile(length, seed: 101, directory: AppContext.BaseDirectory);
+        using var a = PagedFile.Open(runtime, fileA.Path, new PagedFileOptions { MemoryBudget = length });
+        using var b = PagedFile.Open(runtime, fileB.Path, new PagedFileOptions { MemoryBudget = length });
+        long peak = 0;
+        string? failure = null;
+        Run.Within(TimeSpan.FromSeconds(120), () =>
+        {
+            long deadline = Environment.TickCount64 + 3000;
+            var workers = Enumerable.Range(0, 6).Select(t => new Thread(() =>
+            {
+                var rng = new Random(t + 31);
+                while (Environment.TickCount64 < deadline && Volatile.Read(ref failure) is null)
+                {
+                    var (db, file) = (t & 1) == 0 ? (a, fileA) : (b, fileB);
+                    long p = rng.NextInt64(db.PageCount);
+                    long bad = TestData.FirstMismatch(new ReadOnlySpan<byte>(db.Fetch(p), PagedFile.PageSize), p * PagedFile.PageSize, file.Length, file.Seed);
+                    if (bad >= 0)
+                    {
+                        Interlocked.CompareExchange(ref failure, $"thread {t}: wrong byte at offset {p * PagedFile.PageSize + bad}", null);
+                    }
+                }
+            })).ToList();
+            workers.ForEach(w => w.Start());
+            while (workers.Any(w => w.IsAlive))
+            {
+                peak = Math.Max(peak, a.Statistics.ResidentPages + b.Statistics.ResidentPages);
+                Thread.Sleep(1);
+            }
+            workers.ForEach(w => w.Join());
+        }, "fetches from two files under a shared budget");
+        Assert.True(failure is null, failure);
+        var (sa, sb) = (a.Statistics, b.Statistics);
+        Assert.True(sa.PagesEvicted > 0 && sb.PagesEvicted > 0, $"both files must have been evicted from: {sa} / {sb}");
+        Assert.True(peak * PagedFile.PageSize <= budget + Slack, $"peak resident {peak * PagedFile.PageSize >> 20} MiB of both files over the shared {budget >> 20} MiB budget + {Slack >> 20} MiB slack");
+    }
+
+    [Fact]
     public void WritesThroughFetchAndTouchSurviveEvictionAndReachTheFile()
     {
         // Each thread owns one word of every page (word t) and counts its increments per page; a write lost anywhere —

@@ -30,6 +30,8 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
     private readonly Userfaultfd _uffd;
     private readonly PagerSupervisor _supervisor;
     private readonly Dictionary<ulong, Region> _regions = [];
+    private Region[] _regionList = []; // _regions' values, replaced under _lock: read without it by caller fills
+    private readonly long _budgetBytes;
     private ulong _nextRegionId;
     private bool _disposed;
 
@@ -48,6 +50,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
             used |= UffdFeatures.WpAsync;
         }
         var launch = PagerLaunch.Resolve(options.PagerPath);
+        _budgetBytes = options.MemoryBudget ?? 0;
         var tunables = new PagerTunables((long)options.PagerSpin.TotalNanoseconds, (int)options.PagerLogLevel, options.FillThreads, options.MemoryBudget ?? 0);
         _uffd = Userfaultfd.Create(used & Capabilities.Features);
         try
@@ -193,6 +196,7 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
                     options.MemoryBudget ?? 0, options.TracksWrites, (ulong)(arena.Shadow?.Address ?? 0), options.CallerFills);
                 _supervisor.Add(message, arena.Memfd is null ? [ctlFd] : [ctlFd, arena.Memfd]);
                 _regions.Add(id, region);
+                Volatile.Write(ref _regionList, [.. _regions.Values]);
             }
             PagingMetrics.Track(region);
             return region;
@@ -224,9 +228,26 @@ public sealed class PagingRuntime : IDisposable, IAsyncDisposable
         lock (_lock)
         {
             _regions.Remove(region.Id);
+            Volatile.Write(ref _regionList, [.. _regions.Values]);
         }
         _supervisor.Remove(region.Id);
         PagingMetrics.Untrack(region);
+    }
+
+    /// <summary>True when the runtime has a shared budget and its regions hold at least that much now (caller fills
+    /// wait for the evictor then, as the pager's fills do). A sum over the regions' control blocks: a handful of loads.</summary>
+    internal bool OverSharedBudget(long more)
+    {
+        if (_budgetBytes <= 0)
+        {
+            return false;
+        }
+        long total = more;
+        foreach (var r in Volatile.Read(ref _regionList))
+        {
+            total += r.ResidentBytes;
+        }
+        return total > _budgetBytes;
     }
 
     internal void Prefetch(Region region, long firstPage, long endPage) => _supervisor.Prefetch(region.Id, firstPage, endPage);

@@ -100,20 +100,26 @@ public sealed unsafe partial class Region
     /// <summary>Ends a caller fill that will not install (the store read failed).</summary>
     internal void AbortCallerFill(long page) => _control.EndCallerFill(page);
 
-    /// <summary>Past the region's budget, waits (yielding, then sleeping; at most 1 s) for the evictor, which looks
-    /// at the resident count at least every 10 ms and as soon as a pager fill crosses its start mark.</summary>
+    /// <summary>Past the region's budget or the runtime's shared one, waits (yielding, then sleeping; at most 1 s)
+    /// for the evictor, which looks at the resident counts at least every 10 ms and as soon as a pager fill crosses
+    /// its start mark.</summary>
     private void WaitForCallerRoom()
     {
-        long budget = _callerBudgetPages;
-        if (budget <= 0 || _control.Read(RegionStat.ResidentPages) < budget)
+        if (!NoRoom())
         {
             return;
         }
         long deadline = Stopwatch.GetTimestamp() + CallerRoomWaitTicks;
         var spin = new SpinWait();
-        while (_control.Read(RegionStat.ResidentPages) >= budget && Stopwatch.GetTimestamp() < deadline && !IsDisposed)
+        while (NoRoom() && Stopwatch.GetTimestamp() < deadline && !IsDisposed)
         {
             spin.SpinOnce(sleep1Threshold: 30);
         }
     }
+
+    private bool NoRoom() =>
+        (_callerBudgetPages > 0 && _control.Read(RegionStat.ResidentPages) >= _callerBudgetPages) || _runtime.OverSharedBudget(PageSize);
+
+    /// <summary>Bytes resident now (0 once torn down).</summary>
+    internal long ResidentBytes => ReadStat(RegionStat.ResidentPages) * PageSize;
 }
