@@ -111,4 +111,58 @@ public sealed unsafe class GcStressWithEvictionTests
         Assert.True(region.Statistics.PagesEvicted > 0, $"nothing was evicted: {region.Statistics}");
         Assert.True(reads > 1000 && collections > 100, $"too little happened: {reads} reads, {collections} collections");
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static ulong ReadWord(byte* p) => *(ulong*)p;
+
+    /// <summary>Caller fills under collections: two threads fetch (a collection may stop one between its read and its
+    /// install, holding the page's caller-filling bit), two touch the same pages through pointers (faults the pager
+    /// serves, never waiting on that bit), a fifth collects every 5 ms, eviction on. Nothing may hang; every word is
+    /// checked. Half the soak time of the test above (10 s by default).</summary>
+    [Fact]
+    public void FetchTouchesCollectionsAndEvictionNeverHang()
+    {
+        int seconds = (int.TryParse(Environment.GetEnvironmentVariable("PAGING_SOAK_SECONDS"), out int s) ? s : 20) / 2;
+        const long length = 64L << 20;
+        using var file = TestData.CreateFile(length, seed: 17, directory: AppContext.BaseDirectory);
+        using var runtime = PagingRuntime.Start();
+        using var db = Paging.BufferPool.PagedFile.Open(runtime, file.Path, new Paging.BufferPool.PagedFileOptions { MemoryBudget = 16L << 20 });
+        long reads = 0, collections = 0, wrong = 0;
+        var stop = DateTime.UtcNow.AddSeconds(seconds);
+        Run.Within(TimeSpan.FromSeconds(seconds + 60), () =>
+        {
+            var readers = Enumerable.Range(0, 4).Select(t => new Thread(() =>
+            {
+                var rng = new Random(t + 3);
+                while (DateTime.UtcNow < stop)
+                {
+                    long p = rng.NextInt64(db.PageCount);
+                    long off = p * 4096 + rng.Next(512) * 8;
+                    byte* page = t < 2 ? db.Fetch(p) : db.PagePointer(p);
+                    if (ReadWord(page + (off - p * 4096)) != TestData.WordAt(off, file.Seed))
+                    {
+                        Interlocked.Increment(ref wrong);
+                    }
+                    Interlocked.Increment(ref reads);
+                }
+            }) { Name = $"reader {t}" }).ToList();
+            var collector = new Thread(() =>
+            {
+                while (DateTime.UtcNow < stop)
+                {
+                    GC.Collect();
+                    Interlocked.Increment(ref collections);
+                    Thread.Sleep(5);
+                }
+            }) { Name = "collector" };
+            readers.ForEach(r => r.Start());
+            collector.Start();
+            readers.ForEach(r => r.Join());
+            collector.Join();
+        }, "GC stress with caller fills");
+        var stats = db.Statistics;
+        Assert.Equal(0, wrong);
+        Assert.True(stats.PagesEvicted > 0 && stats.CallerFills > 0 && stats.MissingFaults > 0, $"{stats}");
+        Assert.True(reads > 1000 && collections > 50, $"too little happened: {reads} reads, {collections} collections");
+    }
 }
