@@ -111,7 +111,7 @@ public sealed unsafe class PagerCrashTests
         }
     }
 
-    private static void WaitFor(Func<bool> condition, string what)
+    internal static void WaitFor(Func<bool> condition, string what)
     {
         Assert.True(SpinWait.SpinUntil(condition, TimeSpan.FromSeconds(60)), $"timed out waiting for {what}");
     }

@@ -129,6 +129,40 @@ internal sealed unsafe partial class FaultEngine
         }
     }
 
+    /// <summary>A caller-fill region's pages are installed with UFFDIO_COPY and marked filled just after (the copy is
+    /// atomic, so a page is complete the moment it is mapped — there is no "before" to mark it in). A pager killed
+    /// between its copy and the mark leaves a page mapped, perhaps written, and not filled: never written back by
+    /// Flush or eviction, whose scans cover filled pages only. So the pager that takes over marks every page mapped in
+    /// the application and not filled as filled (one PAGEMAP_SCAN per 2 MiB; a page an application thread is
+    /// installing at the same moment is marked twice, which counts once). Found by
+    /// CallerFillTests.KilledPagersLoseNoWriteMadeThroughFetch (3 of 4 runs lost a write without this).</summary>
+    private void AdoptUnmarkedPages(ServedRegion r, WriteBackScratch s)
+    {
+        long adopted = 0;
+        for (long w = 0; w < r.Pages; w += ClockWindowPages)
+        {
+            long end = Math.Min(r.Pages, w + ClockWindowPages);
+            var categories = s.Categories.AsSpan(0, (int)(end - w));
+            if (!App.Categories(r.Start + ((ulong)w << r.PageShift), r.PageSize, categories, s.Regions, out var errno))
+            {
+                Log.EvictionFailed(_logger, r.Id, $"PAGEMAP_SCAN at takeover failed: {errno}");
+                return;
+            }
+            for (long p = w; p < end; p++)
+            {
+                if ((categories[(int)(p - w)] & PageCategory.Present) != 0 && !r.Control.IsFilled(p))
+                {
+                    r.Control.MarkFilled(p, 1);
+                    adopted++;
+                }
+            }
+        }
+        if (adopted > 0)
+        {
+            Log.PagesAdopted(_logger, r.Id, adopted);
+        }
+    }
+
     /// <summary>Standby → active: start reading the uffd and wake every registered range, because the dead pager may
     /// have read messages it never resolved; their threads fault again and the messages come back.</summary>
     public void Promote()
@@ -145,6 +179,10 @@ internal sealed unsafe partial class FaultEngine
         foreach (var region in Volatile.Read(ref _regions))
         {
             region.Control.Add(RegionStat.Recoveries, 1);
+            if (region.CallerFills && region.TrackWrites)
+            {
+                AdoptUnmarkedPages(region, _commandScratch);
+            }
             if (region.TrackWrites && (region.Control.Flags & RegionControlBlock.ScanInProgress) != 0)
             {
                 // The dead pager re-protected pages it may not have recorded as dirty yet.

@@ -85,6 +85,9 @@ internal static partial class Log
     [LoggerMessage(62, LogLevel.Warning, "region {Region}: a dirty scan was in progress when the previous pager stopped; every resident page is treated as dirty")]
     public static partial void DirtyScanInterrupted(ILogger logger, ulong region);
 
+    [LoggerMessage(64, LogLevel.Information, "region {Region}: {Pages} pages mapped by the previous pager (or the application) were not yet marked filled; marked at takeover")]
+    public static partial void PagesAdopted(ILogger logger, ulong region, long pages);
+
     [LoggerMessage(63, LogLevel.Error, "region {Region} was disposed but its final flush failed: writes since the last successful Flush may be lost: {Reason}")]
     public static partial void DisposeFlushFailed(ILogger logger, ulong region, string reason);
 }
