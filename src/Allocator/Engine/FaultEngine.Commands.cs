@@ -129,13 +129,15 @@ internal sealed unsafe partial class FaultEngine
         }
     }
 
-    /// <summary>A caller-fill region's pages are installed with UFFDIO_COPY and marked filled just after (the copy is
-    /// atomic, so a page is complete the moment it is mapped — there is no "before" to mark it in). A pager killed
-    /// between its copy and the mark leaves a page mapped, perhaps written, and not filled: never written back by
-    /// Flush or eviction, whose scans cover filled pages only. So the pager that takes over marks every page mapped in
-    /// the application and not filled as filled (one PAGEMAP_SCAN per 2 MiB; a page an application thread is
-    /// installing at the same moment is marked twice, which counts once). Found by
-    /// CallerFillTests.KilledPagersLoseNoWriteMadeThroughFetch (3 of 4 runs lost a write without this).</summary>
+    /// <summary>Pages of caller-fill and tracked anonymous regions are installed with UFFDIO_COPY and marked filled just
+    /// after (the copy is atomic, so a page is complete the moment it is mapped — there is no "before" to mark it in).
+    /// A pager killed between its copy and the mark leaves a page mapped, perhaps written, and not filled: never
+    /// written back by Flush or eviction, which look at filled pages only; and with synchronous tracking a write to it
+    /// faulted forever, since a write fault on a page not filled was taken for one on a page evicted meanwhile. So the
+    /// pager that takes over marks every page mapped in the application and not filled as filled (one PAGEMAP_SCAN,
+    /// or pagemap read, per 2 MiB; a page being installed at the same moment is marked twice, which counts once).
+    /// Found by CallerFillTests.KilledPagersLoseNoWriteMadeThroughFetch (3 of 4 runs lost a write without this) and
+    /// SynchronousWriteTrackingTests.WritersSurvivePagerKills (1–2 of 3 anonymous runs livelocked a writer).</summary>
     private void AdoptUnmarkedPages(ServedRegion r, WriteBackScratch s)
     {
         long adopted = 0;
@@ -179,7 +181,7 @@ internal sealed unsafe partial class FaultEngine
         foreach (var region in Volatile.Read(ref _regions))
         {
             region.Control.Add(RegionStat.Recoveries, 1);
-            if (region.CallerFills && region.TrackWrites)
+            if (region.TrackWrites && (region.CallerFills || region.Kind == ArenaKind.Anonymous))
             {
                 AdoptUnmarkedPages(region, _commandScratch);
             }

@@ -55,10 +55,13 @@ internal sealed unsafe partial class FaultEngine
             }
             if (!control.IsFilled(page))
             {
-                // Evicted or discarded since the write faulted: the writer faults again and gets a fill.
+                // Evicted or discarded since the write faulted, or installed by a copy whose filled mark is a moment
+                // away (an application thread's caller fill): woken, the writer faults again and gets a fill, or
+                // finds the page marked.
                 UnprotectRun(r, runFirst, runEnd);
                 runFirst = runEnd = -1;
                 ReleaseClaims(r, page, 1);
+                Wake(r, r.Start + ((ulong)page << r.PageShift), (ulong)r.PageSize);
                 continue;
             }
             // Dirty before writable: a pager that dies between the two leaves a page marked dirty and still protected
