@@ -460,61 +460,17 @@ public sealed class SynchronousWriteTrackingTests : IDisposable
         const int threads = 4, kills = 4;
         using var file = TestData.CreateFile(length, seed: 107);
         long pages = length / 4096;
-        var counts = new long[threads, pages];
+        long[,] counts;
         using var runtime = PagingRuntime.Start(new PagingRuntimeOptions { WriteTracking = WriteTracking.Synchronous });
         using (var region = runtime.CreateRegion(new RegionOptions
         {
             Arena = arena, Length = length, Store = PageStoreDescriptor.File(file.Path, writable: true), MemoryBudget = budget, Prefetch = PrefetchOptions.None,
         }))
         {
-            Run.Within(TimeSpan.FromSeconds(240), () =>
-            {
-                int done = 0;
-                long writes = 0;
-                var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
-                {
-                    var rng = new Random(t + 11);
-                    while (Volatile.Read(ref done) == 0)
-                    {
-                        long p = rng.NextInt64(pages);
-                        ((ulong*)(region.Pointer + p * 4096))[t]++;
-                        counts[t, p]++;
-                        Interlocked.Increment(ref writes);
-                    }
-                })).ToList();
-                workers.ForEach(w => w.Start());
-                try
-                {
-                    for (int k = 0; k < kills; k++)
-                    {
-                        PagerCrashTests.WaitFor(() => runtime.StandbyReady, "a standby pager");
-                        long before = Interlocked.Read(ref writes);
-                        PagerCrashTests.WaitFor(() => Interlocked.Read(ref writes) > before + 2000, "the writers to make progress");
-                        runtime.KillActivePager();
-                        PagerCrashTests.WaitFor(() => runtime.PagerRestarts > k, "the failover");
-                    }
-                    long last = Interlocked.Read(ref writes);
-                    PagerCrashTests.WaitFor(() => Interlocked.Read(ref writes) > last + 2000, "the writers to go on after the last kill");
-                }
-                finally
-                {
-                    Volatile.Write(ref done, 1);
-                    workers.ForEach(w => w.Join());
-                }
-                region.Flush();
-            }, "writers while pagers are killed");
+            counts = Run.IncrementsWhilePagersAreKilled(runtime, pages, threads, kills, (t, p) => (nint)(region.Pointer + p * 4096), region.Flush);
             Assert.True(region.Statistics.PagesEvicted > 0, $"{region.Statistics}");
         }
-        var onDisk = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path));
-        for (long p = 0; p < pages; p++)
-        {
-            for (int t = 0; t < threads; t++)
-            {
-                long w = p * 512 + t;
-                ulong expected = TestData.WordAt(w * 8, file.Seed) + (ulong)counts[t, p];
-                Assert.True(onDisk[(int)w] == expected, $"page {p}, thread {t}'s word: {onDisk[(int)w]:x} in the file, expected {expected:x} ({counts[t, p]} increments)");
-            }
-        }
+        Run.AssertIncrementsInFile(file, counts);
     }
 
     [Fact]

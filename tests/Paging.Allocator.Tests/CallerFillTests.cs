@@ -189,61 +189,16 @@ public sealed unsafe class CallerFillTests(RuntimeFixture fixture)
         const int threads = 4, kills = 4;
         using var file = TestData.CreateFile(length, seed: 103, directory: AppContext.BaseDirectory);
         long pages = length / PagedFile.PageSize;
-        var counts = new long[threads, pages];
+        long[,] counts;
         using var runtime = PagingRuntime.Start();
         using (var db = PagedFile.Open(runtime, file.Path, new PagedFileOptions { MemoryBudget = budget, UseFetch = useFetch }))
         {
-            Run.Within(TimeSpan.FromSeconds(240), () =>
-            {
-                int done = 0;
-                long writes = 0;
-                var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
-                {
-                    var rng = new Random(t + 11);
-                    while (Volatile.Read(ref done) == 0)
-                    {
-                        long p = rng.NextInt64(pages);
-                        byte* page = useFetch && (t & 1) == 0 ? db.Fetch(p) : db.PagePointer(p);
-                        ((ulong*)page)[t]++;
-                        counts[t, p]++;
-                        Interlocked.Increment(ref writes);
-                    }
-                })).ToList();
-                workers.ForEach(w => w.Start());
-                try
-                {
-                    for (int k = 0; k < kills; k++)
-                    {
-                        PagerCrashTests.WaitFor(() => runtime.StandbyReady, "a standby pager");
-                        long before = Interlocked.Read(ref writes);
-                        PagerCrashTests.WaitFor(() => Interlocked.Read(ref writes) > before + 2000, "the writers to make progress");
-                        runtime.KillActivePager();
-                        PagerCrashTests.WaitFor(() => runtime.PagerRestarts > k, "the failover");
-                    }
-                    long last = Interlocked.Read(ref writes);
-                    PagerCrashTests.WaitFor(() => Interlocked.Read(ref writes) > last + 2000, "the writers to go on after the last kill");
-                }
-                finally
-                {
-                    Volatile.Write(ref done, 1);
-                    workers.ForEach(w => w.Join());
-                }
-                db.Flush();
-            }, "writes through Fetch while pagers are killed");
+            counts = Run.IncrementsWhilePagersAreKilled(runtime, pages, threads, kills,
+                (t, p) => (nint)(useFetch && (t & 1) == 0 ? db.Fetch(p) : db.PagePointer(p)), db.Flush);
             var stats = db.Statistics;
-            Assert.Equal(kills, runtime.PagerRestarts);
             Assert.True((stats.CallerFills > 0) == useFetch && stats.PagesEvicted > 0, $"{stats}");
         }
-        var onDisk = MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path));
-        for (long p = 0; p < pages; p++)
-        {
-            for (int t = 0; t < threads; t++)
-            {
-                long w = p * 512 + t;
-                ulong expected = TestData.WordAt(w * 8, file.Seed) + (ulong)counts[t, p];
-                Assert.True(onDisk[(int)w] == expected, $"page {p}, thread {t}'s word: {onDisk[(int)w]:x} in the file, expected {expected:x} ({counts[t, p]} increments)");
-            }
-        }
+        Run.AssertIncrementsInFile(file, counts);
     }
 
     [Fact]

@@ -97,6 +97,68 @@ internal static class Run
         return touches;
     }
 
+    /// <summary>Writer threads increment word t of random pages (thread t owns word t of every page, counted in the
+    /// returned [thread, page] array) while the active pager is SIGKILLed <paramref name="kills"/> times (each after the
+    /// standby is ready and the writers made 2,000 more writes), and go on after the last failover; then
+    /// <paramref name="flush"/>. <paramref name="page"/> gives a thread the address of a page (through Fetch or a pointer).</summary>
+    public static unsafe long[,] IncrementsWhilePagersAreKilled(PagingRuntime runtime, long pages, int threads, int kills, Func<int, long, nint> page, Action flush)
+    {
+        var counts = new long[threads, pages];
+        Within(TimeSpan.FromSeconds(240), () =>
+        {
+            int done = 0;
+            long writes = 0;
+            var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+            {
+                var rng = new Random(t + 11);
+                while (Volatile.Read(ref done) == 0)
+                {
+                    long p = rng.NextInt64(pages);
+                    ((ulong*)page(t, p))[t]++;
+                    counts[t, p]++;
+                    Interlocked.Increment(ref writes);
+                }
+            })).ToList();
+            workers.ForEach(w => w.Start());
+            try
+            {
+                for (int k = 0; k < kills; k++)
+                {
+                    PagerCrashTests.WaitFor(() => runtime.StandbyReady, "a standby pager");
+                    long before = Interlocked.Read(ref writes);
+                    PagerCrashTests.WaitFor(() => Interlocked.Read(ref writes) > before + 2000, "the writers to make progress");
+                    runtime.KillActivePager();
+                    PagerCrashTests.WaitFor(() => runtime.PagerRestarts > k, "the failover");
+                }
+                long last = Interlocked.Read(ref writes);
+                PagerCrashTests.WaitFor(() => Interlocked.Read(ref writes) > last + 2000, "the writers to go on after the last kill");
+            }
+            finally
+            {
+                Volatile.Write(ref done, 1);
+                workers.ForEach(w => w.Join());
+            }
+            flush();
+        }, "writers while pagers are killed");
+        Assert.Equal(kills, runtime.PagerRestarts);
+        return counts;
+    }
+
+    /// <summary>Every word t of every page of <paramref name="file"/> holds its original value plus counts[t, page].</summary>
+    public static void AssertIncrementsInFile(TempFile file, long[,] counts)
+    {
+        var onDisk = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path));
+        for (long p = 0; p < counts.GetLength(1); p++)
+        {
+            for (int t = 0; t < counts.GetLength(0); t++)
+            {
+                long w = p * 512 + t;
+                ulong expected = TestData.WordAt(w * 8, file.Seed) + (ulong)counts[t, p];
+                Assert.True(onDisk[(int)w] == expected, $"page {p}, thread {t}'s word: {onDisk[(int)w]:x} in the file, expected {expected:x} ({counts[t, p]} increments)");
+            }
+        }
+    }
+
     /// <summary>Runs <paramref name="body"/> on its own thread and fails the test if it has not finished in
     /// <paramref name="limit"/>: a hang is a failure with a message, not a stuck CI run.</summary>
     public static void Within(TimeSpan limit, Action body, string what)
