@@ -10,7 +10,8 @@ namespace Paging.Backends;
 /// buffer); bytes past end-of-file read as zeros, and a read wholly past it is reported as a zero page. It offers
 /// <see cref="PageStoreCapabilities.FileSource"/>, so the engine fills shmem arenas with splice(2) (file → pipe →
 /// memfd, a kernel-side copy: 1.5 µs per 4 KiB page against 3.2 µs for a pread into the mapping, page cache hot,
-/// bench/probe-splice.py).
+/// bench/probe-splice.py). Direct-when-cold (<see cref="Settings.DirectWhenCold"/>; on by default for hugetlbfs
+/// regions): a range the page cache holds none of is read with O_DIRECT straight into the destination.
 /// </summary>
 public sealed class FilePageStore : IPageStore
 {
@@ -32,19 +33,43 @@ public sealed class FilePageStore : IPageStore
         /// <summary>"true" opens the file with O_DIRECT (default "false"): reads and write-backs bypass the page cache,
         /// so the arena's budget is the only memory the file's pages take (a database buffer pool's setup).</summary>
         public const string Direct = "direct";
+
+        /// <summary>"true": a read of a range the page cache holds none of (cachestat(2)) uses O_DIRECT; any other
+        /// read is buffered. "false": every read is buffered. "auto" (the default): true for hugetlbfs regions (2 MiB
+        /// pages), false otherwise. A cold load then costs no page-cache pages and no second copy; a hot one is a copy
+        /// from the page cache as before. Measured (docs/BENCHMARKS.md §26, the 2 GiB weights harness): a hugetlbfs
+        /// load cold 0.85× the time, 0.5–0.6× with Prefetch(all), hot the same; a shmem load slower (its fills splice
+        /// the page cache into the memfd, which a direct read cannot), so "auto" leaves shmem and anonymous regions
+        /// buffered.</summary>
+        public const string DirectWhenCold = "direct_when_cold";
     }
 
     private readonly SafeFileHandle _file;
 
+    /// <summary>The same file opened with O_DIRECT, for the pages the page cache does not hold (direct-when-cold).</summary>
+    private readonly SafeFileHandle? _cold;
+
+    /// <summary>Whether cachestat(2) works here (false after ENOSYS: every read is buffered).</summary>
+    private volatile bool _cachestat;
+
     /// <summary>Opens <paramref name="path"/>. Throws <see cref="PageStoreException"/> (Configuration) when it cannot be opened.</summary>
-    public FilePageStore(string path, long fileOffset, bool writable, bool direct = false)
+    /// <param name="path">The file.</param>
+    /// <param name="fileOffset">The file offset of store offset 0.</param>
+    /// <param name="writable">Open for write-back.</param>
+    /// <param name="direct">Every read and write with O_DIRECT.</param>
+    /// <param name="directWhenCold">A read of a range the page cache holds none of uses O_DIRECT (see
+    /// <see cref="Settings.DirectWhenCold"/>); where the file system has no O_DIRECT (tmpfs) or the kernel no
+    /// cachestat(2) (before 6.5), every read is buffered and <see cref="ReadsColdDirect"/> says false.</param>
+    public FilePageStore(string path, long fileOffset, bool writable, bool direct = false, bool directWhenCold = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fileOffset);
         Path = path;
         FileOffset = fileOffset;
         // O_DIRECT: no FileSource (splice would go through a bounce buffer anyway); the engine's fill buffers and
         // write-back snapshots are 4 KiB aligned, as direct I/O needs.
-        Capabilities = (direct ? 0 : PageStoreCapabilities.FileSource) | (writable ? PageStoreCapabilities.Write : 0);
+        directWhenCold &= !direct;
+        // Splice (FileSource) reads through the page cache: a direct-when-cold store goes through Read instead.
+        Capabilities = (direct || directWhenCold ? 0 : PageStoreCapabilities.FileSource) | (writable ? PageStoreCapabilities.Write : 0);
         try
         {
             _file = direct ? DirectIo.Open(path, writable) : System.IO.File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
@@ -53,15 +78,37 @@ public sealed class FilePageStore : IPageStore
         {
             throw new PageStoreException(PageStoreError.Configuration, $"cannot open '{path}' for {(writable ? "read-write" : "reading")}: {e.Message}", e);
         }
-        FileSource = direct ? null : new FileSlice(_file, fileOffset);
+        FileSource = direct || directWhenCold ? null : new FileSlice(_file, fileOffset);
+        if (directWhenCold)
+        {
+            try
+            {
+                _cold = DirectIo.Open(path, writable: false);
+                _cachestat = true;
+            }
+            catch (PageStoreException)
+            {
+                // No O_DIRECT here (tmpfs): buffered reads, as without the option; ReadsColdDirect reports it.
+            }
+        }
     }
+
+    /// <summary>Whether pages missing from the page cache are read with O_DIRECT (direct-when-cold, and the file
+    /// system supports it).</summary>
+    public bool ReadsColdDirect => _cold is not null && _cachestat;
 
     /// <summary>Describes a page-aligned slice of a file starting at <paramref name="offset"/>; pages past
     /// end-of-file read as zeros. The file must exist; <paramref name="writable"/> opens it for write-back.</summary>
     /// <exception cref="FileNotFoundException">the file does not exist.</exception>
     /// <exception cref="ArgumentOutOfRangeException">the offset is negative or not a multiple of 4 KiB (hugetlbfs
     /// regions need a multiple of 2 MiB; the pager checks that when it builds the store).</exception>
-    public static PageStoreDescriptor Describe(string path, long offset = 0, bool writable = false, bool direct = false)
+    /// <param name="path">The file.</param>
+    /// <param name="offset">The file offset of region offset 0.</param>
+    /// <param name="writable">Open for write-back.</param>
+    /// <param name="direct">Every read and write with O_DIRECT (a buffer pool's file: the budget is its only cache).</param>
+    /// <param name="directWhenCold">Ranges the page cache holds none of are read with O_DIRECT; null: for hugetlbfs
+    /// regions only (<see cref="Settings.DirectWhenCold"/>).</param>
+    public static PageStoreDescriptor Describe(string path, long offset = 0, bool writable = false, bool direct = false, bool? directWhenCold = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentOutOfRangeException.ThrowIfNegative(offset);
@@ -80,6 +127,7 @@ public sealed class FilePageStore : IPageStore
             [Settings.Offset] = offset.ToString(CultureInfo.InvariantCulture),
             [Settings.Writable] = writable ? "true" : "false",
             [Settings.Direct] = direct ? "true" : "false",
+            [Settings.DirectWhenCold] = directWhenCold switch { true => "true", false => "false", null => "auto" },
         });
     }
 
@@ -93,7 +141,14 @@ public sealed class FilePageStore : IPageStore
         {
             throw new PageStoreException(PageStoreError.Configuration, $"the file store's offset {offset} is not a multiple of the page size {context.PageSize}");
         }
-        return new FilePageStore(path, offset, context.GetBoolean(Settings.Writable, false), context.GetBoolean(Settings.Direct, false));
+        bool directWhenCold = context.Get(Settings.DirectWhenCold, "auto") switch
+        {
+            "true" => true,
+            "false" => false,
+            "auto" => context.PageSize >= 2 << 20,
+            var other => throw new PageStoreException(PageStoreError.Configuration, $"the file store's '{Settings.DirectWhenCold}' setting is '{other}', not true, false or auto"),
+        };
+        return new FilePageStore(path, offset, context.GetBoolean(Settings.Writable, false), context.GetBoolean(Settings.Direct, false), directWhenCold);
     }
 
     /// <summary>The file.</summary>
@@ -118,9 +173,26 @@ public sealed class FilePageStore : IPageStore
         int total = 0;
         try
         {
+            // Direct-when-cold: a range the page cache holds none of is read with O_DIRECT (no page-cache pages, no
+            // second copy); a range it holds any of is read buffered, as always.
+            bool cold = false;
+            if (_cold is not null && _cachestat)
+            {
+                long cached = DirectIo.CachedPages(_file, FileOffset + offset, destination.Length, out int errno);
+                if (cached == 0)
+                {
+                    cold = true;
+                }
+                else if (cached < 0 && errno is not EIntr)
+                {
+                    _cachestat = false; // no cachestat (before Linux 6.5): buffered from now on
+                }
+            }
             while (total < destination.Length)
             {
-                int n = RandomAccess.Read(_file, destination[total..], FileOffset + offset + total);
+                var rest = destination[total..];
+                long at = FileOffset + offset + total;
+                int n = cold && IsAligned(rest, at) ? RandomAccess.Read(_cold!, rest, at) : RandomAccess.Read(_file, rest, at);
                 if (n == 0)
                 {
                     break;
@@ -138,6 +210,18 @@ public sealed class FilePageStore : IPageStore
         }
         destination[total..].Clear();
         return PageReadStatus.Data;
+    }
+
+    private const int EIntr = 4;
+
+    /// <summary>What O_DIRECT needs: buffer, offset and length on 4 KiB boundaries (the largest logical block size
+    /// in use; the engine's buffers and mappings are page aligned, so only a partial last block falls back).</summary>
+    private static unsafe bool IsAligned(Span<byte> buffer, long offset)
+    {
+        fixed (byte* p = buffer)
+        {
+            return (((nint)p | (nint)offset | buffer.Length) & 4095) == 0;
+        }
     }
 
     /// <inheritdoc />
@@ -177,5 +261,9 @@ public sealed class FilePageStore : IPageStore
     }
 
     /// <inheritdoc />
-    public void Dispose() => _file.Dispose();
+    public void Dispose()
+    {
+        _cold?.Dispose();
+        _file.Dispose();
+    }
 }

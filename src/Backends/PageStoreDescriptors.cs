@@ -10,7 +10,7 @@ public static class PageStoreDescriptors
     extension(PageStoreDescriptor)
     {
         /// <summary>A page-aligned slice of a file (see <see cref="FilePageStore.Describe"/>).</summary>
-        public static PageStoreDescriptor File(string path, long offset = 0, bool writable = false, bool direct = false) => FilePageStore.Describe(path, offset, writable, direct);
+        public static PageStoreDescriptor File(string path, long offset = 0, bool writable = false, bool direct = false, bool? directWhenCold = null) => FilePageStore.Describe(path, offset, writable, direct, directWhenCold);
 
         /// <summary>Another store with <paramref name="delay"/> added to every read, asynchronously (see
         /// <see cref="LatencyPageStore"/>): a stand-in for a network store in benchmarks and tests.</summary>

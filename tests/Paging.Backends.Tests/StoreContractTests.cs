@@ -24,6 +24,21 @@ public sealed class FileStoreContract : PageStoreContract, IDisposable
     public void Dispose() => _file.Dispose();
 }
 
+/// <summary>A direct-when-cold file store keeps the contract (the suite's buffers are not page aligned: its cold reads
+/// fall back to buffered ones; <see cref="FileStoreTests"/> checks the aligned O_DIRECT path).</summary>
+public sealed class DirectWhenColdFileStoreContract : PageStoreContract, IDisposable
+{
+    private readonly TempFile _file = TestData.CreateFile(ContentLength + 8192, seed: 13);
+
+    protected override IPageStore CreateStore(bool writable, out Func<long, byte> expected)
+    {
+        expected = TestStores.Expected(_file, 8192);
+        return new FilePageStore(_file.Path, 8192, writable, directWhenCold: true);
+    }
+
+    public void Dispose() => _file.Dispose();
+}
+
 /// <summary>The fault-injecting wrapper keeps the contract when it injects nothing.</summary>
 public sealed class FaultInjectingStoreContract : PageStoreContract, IDisposable
 {
@@ -102,8 +117,98 @@ public sealed class CompressedTierTests
     }
 }
 
-public sealed class FileStoreTests
+public sealed partial class FileStoreTests
 {
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "posix_fadvise")]
+    private static partial int PosixFadvise(int fd, long offset, long length, int advice);
+
+    /// <summary>Drops the file's clean pages from the page cache (POSIX_FADV_DONTNEED), after writing them out.</summary>
+    private static void DropFromPageCache(string path)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite);
+        RandomAccess.FlushToDisk(handle);
+        Assert.Equal(0, PosixFadvise((int)handle.DangerousGetHandle(), 0, 0, 4));
+    }
+
+    private static long CachedPages(string path)
+    {
+        using var handle = File.OpenHandle(path);
+        long n = DirectIo.CachedPages(handle, 0, new FileInfo(path).Length, out int errno);
+        Assert.True(n >= 0, $"cachestat failed: errno {errno}");
+        return n;
+    }
+
+    [Fact]
+    public unsafe void DirectWhenColdReadsAColdFileWithoutThePageCacheAndAHotOneThroughIt()
+    {
+        // 1 MiB + 3 KiB from 8 KiB into the file: the last read ends in a partial page (O_DIRECT reads up to the end
+        // of the file, the rest is zeros). Aligned 64 KiB buffers, as the engine's fill buffers and mappings are.
+        using var file = TestData.CreateFile((1 << 20) + 3072 + 8192, seed: 14);
+        var expected = TestStores.Expected(file, 8192);
+        using var store = new FilePageStore(file.Path, 8192, writable: false, directWhenCold: true);
+        Assert.True(store.ReadsColdDirect);
+        Assert.Null(store.FileSource); // no splice: it would read through the page cache
+        const int chunk = 64 << 10;
+        byte* buffer = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(chunk, 4096);
+        try
+        {
+            void ReadAll()
+            {
+                for (long offset = 0; offset < store.Length + 4096; offset += chunk)
+                {
+                    var span = new Span<byte>(buffer, chunk);
+                    span.Fill(0xAB);
+                    var status = store.Read(offset, span);
+                    Assert.Equal(offset >= store.Length ? PageReadStatus.Zero : PageReadStatus.Data, status);
+                    if (status == PageReadStatus.Data)
+                    {
+                        for (int i = 0; i < chunk; i++)
+                        {
+                            if (span[i] != expected(offset + i))
+                            {
+                                Assert.Fail($"byte {offset + i}: {span[i]}, expected {expected(offset + i)}");
+                            }
+                        }
+                    }
+                }
+            }
+
+            DropFromPageCache(file.Path);
+            Assert.Equal(0, CachedPages(file.Path));
+            ReadAll();
+            // Cold: read with O_DIRECT, so the page cache still holds none of it (a buffered read would have cached
+            // all 259 pages; the read that meets the end of the file after the direct one is buffered but reads nothing).
+            Assert.True(CachedPages(file.Path) <= 1, $"{CachedPages(file.Path)} pages cached after a cold direct read");
+
+            _ = File.ReadAllBytes(file.Path); // hot now: buffered reads, the same bytes
+            ReadAll();
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    [Fact]
+    public void DirectWhenColdOnTmpfsReadsTheFile()
+    {
+        // tmpfs (/dev/shm) accepts O_DIRECT since Linux 6.6 and holds every page in its page cache: cachestat never
+        // finds a range cold there, so every read is a buffered one.
+        if (!Directory.Exists("/dev/shm"))
+        {
+            return;
+        }
+        using var file = TestData.CreateFile(3 * 4096, seed: 15, directory: "/dev/shm");
+        using var store = new FilePageStore(file.Path, 0, writable: false, directWhenCold: true);
+        var buffer = new byte[3 * 4096];
+        Assert.Equal(PageReadStatus.Data, store.Read(0, buffer));
+        var expected = TestStores.Expected(file);
+        for (int i = 0; i < buffer.Length; i++)
+        {
+            Assert.Equal(expected(i), buffer[i]);
+        }
+    }
+
     [Fact]
     public void AMissingFileIsAConfigurationError()
     {
@@ -124,6 +229,19 @@ public sealed class FileStoreTests
         Assert.Contains("'offset' is '-4096', not an integer in [0,", Create(new() { ["path"] = file.Path, ["offset"] = "-4096" }).Message);
         Assert.Contains("'offset' is 'abc', not an integer", Create(new() { ["path"] = file.Path, ["offset"] = "abc" }).Message);
         Assert.Contains("'writable' is 'yes', not true or false", Create(new() { ["path"] = file.Path, ["writable"] = "yes" }).Message);
+        Assert.Contains("'direct_when_cold' setting is 'maybe', not true, false or auto", Create(new() { ["path"] = file.Path, ["direct_when_cold"] = "maybe" }).Message);
+        // auto (the descriptor's default): direct-when-cold for hugetlbfs regions (2 MiB pages) only.
+        var described = PageStoreDescriptor.File(file.Path);
+        Assert.Equal("auto", described.Settings["direct_when_cold"]);
+        using (var huge = (FilePageStore)registry.Create(new PageStoreContext(described, 2 << 20, 2 << 20)))
+        using (var small = (FilePageStore)registry.Create(new PageStoreContext(described, 1 << 20, 4096)))
+        using (var forced = (FilePageStore)registry.Create(new PageStoreContext(PageStoreDescriptor.File(file.Path, directWhenCold: true), 1 << 20, 4096)))
+        {
+            Assert.True(huge.ReadsColdDirect);
+            Assert.False(small.ReadsColdDirect);
+            Assert.NotNull(small.FileSource); // shmem fills keep splicing
+            Assert.True(forced.ReadsColdDirect);
+        }
         var unknown = Assert.Throws<PageStoreException>(() => registry.Create(new PageStoreContext(new PageStoreDescriptor("nfs"), 4096, 4096)));
         Assert.Contains("zero", unknown.Message);
     }
