@@ -38,7 +38,7 @@ public sealed class FilePageStore : IPageStore
         /// read is buffered. "false": every read is buffered. "auto" (the default): true for hugetlbfs regions (2 MiB
         /// pages), false otherwise. A cold load then costs no page-cache pages and no second copy; a hot one is a copy
         /// from the page cache as before. Measured (docs/BENCHMARKS.md §26, the 2 GiB weights harness): a hugetlbfs
-        /// load cold 0.85× the time, 0.5–0.6× with Prefetch(all), hot the same; a shmem load slower (its fills splice
+        /// load cold with Prefetch(all) 0.46–0.6× the time, 10% of the tensors 0.5×, hot the same; a shmem load slower (its fills splice
         /// the page cache into the memfd, which a direct read cannot), so "auto" leaves shmem and anonymous regions
         /// buffered.</summary>
         public const string DirectWhenCold = "direct_when_cold";
