@@ -49,7 +49,8 @@ public sealed class FilePageStore : IPageStore
     /// <summary>The same file opened with O_DIRECT, for the pages the page cache does not hold (direct-when-cold).</summary>
     private readonly SafeFileHandle? _cold;
 
-    /// <summary>Whether cachestat(2) works here (false after ENOSYS: every read is buffered).</summary>
+    /// <summary>Whether direct-when-cold is still on: false after cachestat(2) failed (ENOSYS before 6.5) or an O_DIRECT
+    /// read did (then every read is buffered).</summary>
     private volatile bool _cachestat;
 
     /// <summary>Opens <paramref name="path"/>. Throws <see cref="PageStoreException"/> (Configuration) when it cannot be opened.</summary>
@@ -192,7 +193,7 @@ public sealed class FilePageStore : IPageStore
             {
                 var rest = destination[total..];
                 long at = FileOffset + offset + total;
-                int n = cold && IsAligned(rest, at) ? RandomAccess.Read(_cold!, rest, at) : RandomAccess.Read(_file, rest, at);
+                int n = cold && IsAligned(rest, at) ? ReadDirect(rest, at) : RandomAccess.Read(_file, rest, at);
                 if (n == 0)
                 {
                     break;
@@ -213,6 +214,22 @@ public sealed class FilePageStore : IPageStore
     }
 
     private const int EIntr = 4;
+
+    /// <summary>An O_DIRECT read; where the file system refuses it (EINVAL: an alignment it needs that 4 KiB does not
+    /// meet), the read is buffered and so is every later one (<see cref="ReadsColdDirect"/> turns false) — a cold read
+    /// must never fail where a buffered one would not.</summary>
+    private int ReadDirect(Span<byte> destination, long offset)
+    {
+        try
+        {
+            return RandomAccess.Read(_cold!, destination, offset);
+        }
+        catch (IOException)
+        {
+            _cachestat = false;
+            return RandomAccess.Read(_file, destination, offset);
+        }
+    }
 
     /// <summary>What O_DIRECT needs: buffer, offset and length on 4 KiB boundaries (the largest logical block size
     /// in use; the engine's buffers and mappings are page aligned, so only a partial last block falls back).</summary>
