@@ -41,7 +41,13 @@ public sealed unsafe class CallerFillTests(RuntimeFixture fixture)
                     long bad = TestData.FirstMismatch(new ReadOnlySpan<byte>(page, PagedFile.PageSize), p * PagedFile.PageSize, file.Length, file.Seed);
                     if (bad >= 0)
                     {
-                        Interlocked.CompareExchange(ref failure, $"thread {t} ({(t < 4 ? "fetch" : "touch")}): wrong byte at offset {p * PagedFile.PageSize + bad}", null);
+                        // What was there (a zero page? another page's bytes?) and whether a second look sees it right.
+                        var seen = new ReadOnlySpan<byte>(page, PagedFile.PageSize);
+                        ulong actual = BitConverter.ToUInt64(seen.Slice((int)bad & ~7, 8)), expected = TestData.WordAt(p * PagedFile.PageSize + (bad & ~7), file.Seed);
+                        bool zero = !seen.ContainsAnyExcept((byte)0);
+                        long again = TestData.FirstMismatch(seen, p * PagedFile.PageSize, file.Length, file.Seed);
+                        Interlocked.CompareExchange(ref failure, $"thread {t} ({(t < 4 ? "fetch" : "touch")}): wrong byte at offset {p * PagedFile.PageSize + bad} " +
+                            $"(word {actual:x16}, expected {expected:x16}; page all zero: {zero}; read again: {(again < 0 ? "right" : $"wrong at {again}")}; {db.Statistics})", null);
                     }
                     Interlocked.Increment(ref t < 4 ? ref fetched : ref touched);
                 }
