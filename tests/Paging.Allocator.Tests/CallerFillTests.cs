@@ -70,6 +70,55 @@ public sealed unsafe class CallerFillTests(RuntimeFixture fixture)
     }
 
     [Fact]
+    public void FetchesRacingEvictionsOfTheSamePagesInstallNothingThatAPunchTakesAway()
+    {
+        // An eviction punches its pages out of the memfd; a fetch that found a page not filled installs it with
+        // UFFDIO_COPY. A copy landing while the punch runs (after its first pass took the old page, before its second
+        // pass) would be taken away by the punch after the fetch marked the page filled: a filled page with no bytes,
+        // which the next eviction would then "write back" — zeros into the file. Four threads fetch 512 pages while
+        // a fifth evicts all of them, over and over; nothing is ever written, so nothing may be written back.
+        const long pages = 512;
+        using var file = TestData.CreateFile(pages * PagedFile.PageSize, seed: 113, directory: AppContext.BaseDirectory);
+        using var db = PagedFile.Open(_runtime, file.Path, new PagedFileOptions { MemoryBudget = 16L << 20 });
+        string? failure = null;
+        long evictions = 0;
+        Run.Within(TimeSpan.FromSeconds(120), () =>
+        {
+            long deadline = Environment.TickCount64 + 4000;
+            var evictor = new Thread(() =>
+            {
+                while (Environment.TickCount64 < deadline && Volatile.Read(ref failure) is null)
+                {
+                    db.Evict(0, pages);
+                    evictions++;
+                }
+            });
+            var fetchers = Enumerable.Range(0, 4).Select(t => new Thread(() =>
+            {
+                var rng = new Random(t + 7);
+                while (Environment.TickCount64 < deadline && Volatile.Read(ref failure) is null)
+                {
+                    long p = rng.NextInt64(pages);
+                    long bad = TestData.FirstMismatch(new ReadOnlySpan<byte>(db.Fetch(p), PagedFile.PageSize), p * PagedFile.PageSize, file.Length, file.Seed);
+                    if (bad >= 0)
+                    {
+                        Interlocked.CompareExchange(ref failure, $"thread {t}: wrong byte at offset {p * PagedFile.PageSize + bad} ({db.Statistics})", null);
+                    }
+                }
+            })).ToList();
+            evictor.Start();
+            fetchers.ForEach(f => f.Start());
+            fetchers.ForEach(f => f.Join());
+            evictor.Join();
+        }, "fetches racing evictions");
+        Assert.True(failure is null, failure);
+        var stats = db.Statistics;
+        Assert.True(evictions > 100 && stats.CallerFills > 1000, $"{evictions} evictions: {stats}");
+        Assert.True(stats.PagesWrittenBack == 0, $"pages never written were written back: {stats}");
+        Assert.Equal(0, stats.Errors);
+    }
+
+    [Fact]
     public void FetchFromTwoFilesKeepsTheRuntimesSharedBudget()
     {
         // A buffer pool over two files: the runtime's budget (16 MiB) binds, not the files' own (as large as the files).

@@ -9,8 +9,8 @@ internal enum CallerFillStart
     /// <summary>The page is filled: use it (a touch maps it if the clock unmapped it).</summary>
     Resident,
 
-    /// <summary>Another application thread is reading it in: touch it (a fault waits for the pager, which fills it
-    /// with an atomic UFFDIO_COPY that races the other thread's harmlessly).</summary>
+    /// <summary>Another application thread is reading it in, or the pager is evicting it: touch it (a fault waits for
+    /// the pager, which fills it with an atomic UFFDIO_COPY that races the other thread's harmlessly).</summary>
     Busy,
 
     /// <summary>This thread reads it: call <see cref="Region.CompleteCallerFill"/> or <see cref="Region.AbortCallerFill"/>.</summary>
@@ -60,6 +60,13 @@ public sealed unsafe partial class Region
             control.EndCallerFill(page);
             control.MarkReferenced(page);
             return CallerFillStart.Resident;
+        }
+        if (control.IsLeaving(page))
+        {
+            // The pager is punching it out (filled bit already clear): a copy now could land inside the punch and be
+            // taken away after this thread marked the page filled. The touch faults and waits for the eviction.
+            control.EndCallerFill(page);
+            return CallerFillStart.Busy;
         }
         return CallerFillStart.Begun;
     }

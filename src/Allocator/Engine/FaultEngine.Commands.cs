@@ -93,6 +93,7 @@ internal sealed unsafe partial class FaultEngine
             throw new PagerException($"region {id} is being removed");
         }
         long claimed = first;
+        bool leaving = false;
         try
         {
             long deadline = Environment.TickCount64 + (long)(region.ReadTimeout + TimeSpan.FromSeconds(5)).TotalMilliseconds;
@@ -110,6 +111,26 @@ internal sealed unsafe partial class FaultEngine
                 }
                 spin.SpinOnce(sleep1Threshold: 20);
             }
+            if (region.CallerFills)
+            {
+                // No application thread may start a fill of these pages until the punch is over, and any that started
+                // before must finish first: its UFFDIO_COPY landing in the middle of the punch would be taken away
+                // after it marked the page filled (see RegionControlBlock.MarkLeaving). A fill is one read of the
+                // store and one ioctl, so this wait is short; the deadline is the claims'.
+                region.Control.MarkLeaving(first, end - first);
+                leaving = true;
+                for (long p = first; p < end; p++)
+                {
+                    while (region.Control.IsCallerFilling(p))
+                    {
+                        if (Environment.TickCount64 > deadline)
+                        {
+                            throw new PagerException($"discard of region {id}: the application's fill of page {p} stayed in flight past the read deadline");
+                        }
+                        spin.SpinOnce(sleep1Threshold: 20);
+                    }
+                }
+            }
             // Bits first: a fault racing in after the punch must see the page as not filled.
             region.Control.ClearFilled(first, end - first);
             region.Control.ClearDirty(first, end - first); // Discard drops writes: nothing is left to write back
@@ -123,6 +144,10 @@ internal sealed unsafe partial class FaultEngine
         }
         finally
         {
+            if (leaving)
+            {
+                region.Control.ClearLeaving(first, end - first);
+            }
             // The pages are no longer filled: faults that joined the claim are woken and fault again on a hole.
             ReleaseClaims(region, first, claimed - first);
             region.Exit();
@@ -181,6 +206,10 @@ internal sealed unsafe partial class FaultEngine
         foreach (var region in Volatile.Read(ref _regions))
         {
             region.Control.Add(RegionStat.Recoveries, 1);
+            if (region.CallerFills)
+            {
+                region.Control.ClearAllLeaving(); // the dead pager's punches are over
+            }
             if (region.TrackWrites && (region.CallerFills || region.Kind == ArenaKind.Anonymous))
             {
                 AdoptUnmarkedPages(region, _commandScratch);

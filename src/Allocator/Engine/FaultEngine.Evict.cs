@@ -427,6 +427,15 @@ internal sealed unsafe partial class FaultEngine
         }
         var control = r.Control;
         long evicted = 0;
+        if (r.CallerFills)
+        {
+            // Before the caller-filling bits are read below (see RegionControlBlock.MarkLeaving): from here to the
+            // end of the punch no application thread starts a fill of these pages.
+            for (int k = 0; k < count; k++)
+            {
+                control.MarkLeaving(s.Victims[k], 1);
+            }
+        }
         try
         {
             // Read again now that the pages are claimed: between the first scan and the claim a fault may have mapped
@@ -448,7 +457,7 @@ internal sealed unsafe partial class FaultEngine
                 {
                     // An application thread is reading this page from the store (it saw it not filled earlier, and a
                     // fault has filled it since): evicting it now could let that thread install bytes older than this
-                    // write-back. It stays; the claim (a locked write) came before this read.
+                    // write-back. It stays; the leaving mark (a locked write) came before this read.
                     i++;
                     continue;
                 }
@@ -508,6 +517,10 @@ internal sealed unsafe partial class FaultEngine
         {
             for (int k = 0; k < count; k++)
             {
+                if (r.CallerFills)
+                {
+                    control.ClearLeaving(s.Victims[k], 1);
+                }
                 r.Claims.Release(s.Victims[k], 1);
             }
             Wake(r, r.Start + ((ulong)first << r.PageShift), (ulong)(end - first) << r.PageShift);

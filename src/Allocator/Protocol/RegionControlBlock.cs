@@ -66,19 +66,20 @@ internal enum RegionStat
 /// The region's page table and counters, in a memfd the application owns and both processes map. It outlives any
 /// one pager: a pager started after a crash finds which pages were completely filled, so it never maps a page a dead
 /// pager left half-written and never refills (and so overwrites) a page the application may already have written.
-/// Layout: a 4 KiB header (magic, page count, flags, counters, a log2 latency histogram) then five bitmaps of one bit
+/// Layout: a 4 KiB header (magic, page count, flags, counters, a log2 latency histogram) then six bitmaps of one bit
 /// per page, each 4 KiB aligned: filled, dirty (written and not yet written back: kept here, not in the pager, so a
 /// pager that takes over after a crash still writes those pages back), pinned (set by the application: never
 /// evicted), and for regions the application fills itself (caller fills) referenced (set by the application when it
 /// uses a page, cleared by the eviction clock) and caller-filling (set by an application thread while it reads a page
-/// in: the pager never evicts such a page). The memfd is
+/// in: the pager never evicts such a page) and leaving (set by the pager while it punches a caller-fill region's
+/// pages out: no application thread starts a fill of such a page). The memfd is
 /// sparse, so the page table costs memory only where pages are resident (one 4 KiB bitmap page per 128 MiB of
 /// 4 KiB pages): a 1 TiB reservation reserves 32 MiB of address space and commits nothing until touched.
 /// </summary>
 internal sealed unsafe class RegionControlBlock : IDisposable
 {
-    /// <summary>"PGGCTL04" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
-    private const ulong Magic = 0x34304C5443474750;
+    /// <summary>"PGGCTL05" little-endian; the trailing digits are the layout version (docs/PROTOCOL.md).</summary>
+    private const ulong Magic = 0x35304C5443474750;
     private const int FlagsOffset = 16;
 
     /// <summary>Header flag: a pager is between a re-protecting dirty scan and recording its result in the dirty
@@ -109,6 +110,7 @@ internal sealed unsafe class RegionControlBlock : IDisposable
     private readonly ulong* _pinned;
     private readonly ulong* _referenced;
     private readonly ulong* _callerFilling;
+    private readonly ulong* _leaving;
     private readonly long* _stats;
     private readonly long* _latency;
 
@@ -123,11 +125,12 @@ internal sealed unsafe class RegionControlBlock : IDisposable
         _pinned = (ulong*)(mapping.Pointer + HeaderBytes + 2 * BitmapBytes(pageCount));
         _referenced = (ulong*)(mapping.Pointer + HeaderBytes + 3 * BitmapBytes(pageCount));
         _callerFilling = (ulong*)(mapping.Pointer + HeaderBytes + 4 * BitmapBytes(pageCount));
+        _leaving = (ulong*)(mapping.Pointer + HeaderBytes + 5 * BitmapBytes(pageCount));
     }
 
     public long PageCount { get; }
 
-    public static long SizeFor(long pageCount) => HeaderBytes + 5 * BitmapBytes(pageCount);
+    public static long SizeFor(long pageCount) => HeaderBytes + 6 * BitmapBytes(pageCount);
 
     private static long BitmapBytes(long pageCount) => AlignUp((pageCount + 63) / 64 * 8, 4096);
 
@@ -303,13 +306,41 @@ internal sealed unsafe class RegionControlBlock : IDisposable
     /// <summary>The application thread is done with the page (installed, found present, or failed).</summary>
     public void EndCallerFill(long page) => Interlocked.And(ref _callerFilling[page >> 6], ~(1UL << (int)(page & 63)));
 
-    /// <summary>Pager side, read after the page is claimed: an application thread may be reading this page from the
-    /// store, so it must not be evicted (its write-back and punch could land between that read and the thread's
-    /// UFFDIO_COPY, which would then install stale bytes). The pairing: the application sets the bit then reads the
-    /// filled bit; the evictor claims (a locked write) then reads this bit, and clears the filled bit only after the
-    /// write-back. Either the evictor sees the bit, or the application sees the page filled (and touches it) or sees
-    /// it cleared after its write-back (and reads the latest bytes).</summary>
+    /// <summary>Pager side, read after the page is claimed and marked leaving: an application thread may be reading this
+    /// page from the store, so it must not be evicted (its write-back and punch could land between that read and the
+    /// thread's UFFDIO_COPY, which would then install stale bytes). The pairing: the application sets the bit then
+    /// reads the filled and leaving bits; the evictor marks the page leaving (a locked write) then reads this bit, and
+    /// clears the filled bit only after the write-back. Either the evictor sees the bit, or the application sees the
+    /// page filled or leaving (and touches it: the fault waits for the eviction), or sees both cleared after the
+    /// punch (and reads the latest bytes into a hole nothing is punching).</summary>
     public bool IsCallerFilling(long page) => Test(_callerFilling, page);
+
+    /// <summary>Pager side, before it checks the caller-filling bits of pages it is about to punch out of a caller-fill
+    /// region (a locked or per word, so the check that follows cannot pass it): from now until
+    /// <see cref="ClearLeaving"/> no application thread starts a caller fill of these pages. A fill started anyway would
+    /// be a UFFDIO_COPY landing in the middle of the punch — after its first pass took the old page, before its second
+    /// pass — which the punch then takes away after the thread marked the page filled: a filled page with no bytes,
+    /// which the next eviction would write back as zeros.</summary>
+    public void MarkLeaving(long first, long count) => SetBits(_leaving, first, count);
+
+    /// <summary>The punch is over (pager side).</summary>
+    public void ClearLeaving(long first, long count) => ClearBits(_leaving, first, count);
+
+    /// <summary>Application side, read after <see cref="TryBeginCallerFill"/>: the pager is punching the page out.</summary>
+    public bool IsLeaving(long page) => Test(_leaving, page);
+
+    /// <summary>A pager that takes over: the dead pager's punches are over (it exited), so none of its marks stand.</summary>
+    public void ClearAllLeaving()
+    {
+        long words = (PageCount + 63) / 64;
+        for (long w = 0; w < words; w++)
+        {
+            if (Volatile.Read(ref _leaving[w]) != 0) // read first: the bitmap is sparse, a write would commit its page
+            {
+                Volatile.Write(ref _leaving[w], 0);
+            }
+        }
+    }
 
     /// <summary>Header flags (<see cref="ScanInProgress"/>).</summary>
     public long Flags
