@@ -21,6 +21,19 @@ internal static class Program
         {
             Environment.SetEnvironmentVariable(InlineCompletions, "1");
         }
+        // The log to a file instead of stderr (which `dotnet test` swallows): the pager inherits the application's
+        // environment, so a test run can keep the log of every pager it starts, killed ones included.
+        if (Environment.GetEnvironmentVariable("PAGING_DEBUG_PAGER_LOG") is { Length: > 0 } debugLog)
+        {
+            try
+            {
+                Console.SetError(new StreamWriter(debugLog, append: true) { AutoFlush = true });
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+            {
+                Console.Error.WriteLine($"[pager {Environment.ProcessId}] Warning: PAGING_DEBUG_PAGER_LOG={debugLog} cannot be opened ({e.Message}): logging to stderr");
+            }
+        }
         using var loggerFactory = new StderrLoggerFactory(LogLevel.Information);
         return PagerHost.Run(args, BuiltInPageStores.CreateRegistry().AddNetworkStores(), loggerFactory, level => loggerFactory.Minimum = level);
     }
