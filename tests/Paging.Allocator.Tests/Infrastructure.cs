@@ -144,19 +144,34 @@ internal static class Run
         return counts;
     }
 
-    /// <summary>Every word t of every page of <paramref name="file"/> holds its original value plus counts[t, page].</summary>
+    /// <summary>Every word t of every page of <paramref name="file"/> holds its original value plus counts[t, page]. A
+    /// failure says how many words are wrong and how (one lost write, or whole write-backs missing), not just the first.</summary>
     public static void AssertIncrementsInFile(TempFile file, long[,] counts)
     {
         var onDisk = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(File.ReadAllBytes(file.Path));
+        long wrong = 0, pagesWrong = 0, written = 0;
+        var first = new List<string>();
         for (long p = 0; p < counts.GetLength(1); p++)
         {
+            bool pageWrong = false;
             for (int t = 0; t < counts.GetLength(0); t++)
             {
                 long w = p * 512 + t;
-                ulong expected = TestData.WordAt(w * 8, file.Seed) + (ulong)counts[t, p];
-                Assert.True(onDisk[(int)w] == expected, $"page {p}, thread {t}'s word: {onDisk[(int)w]:x} in the file, expected {expected:x} ({counts[t, p]} increments)");
+                ulong original = TestData.WordAt(w * 8, file.Seed), expected = original + (ulong)counts[t, p];
+                written += counts[t, p] > 0 ? 1 : 0;
+                if (onDisk[(int)w] != expected)
+                {
+                    wrong++;
+                    pageWrong = true;
+                    if (first.Count < 5)
+                    {
+                        first.Add($"page {p}, thread {t}'s word: {onDisk[(int)w]:x} in the file, expected {expected:x} ({counts[t, p]} increments; {(long)(onDisk[(int)w] - original)} there)");
+                    }
+                }
             }
+            pagesWrong += pageWrong ? 1 : 0;
         }
+        Assert.True(wrong == 0, $"{wrong} of {written} written words wrong, in {pagesWrong} pages; the first: {string.Join("; ", first)}");
     }
 
     /// <summary>Runs <paramref name="body"/> on its own thread and fails the test if it has not finished in
