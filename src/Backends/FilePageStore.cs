@@ -51,7 +51,7 @@ public sealed class FilePageStore : IPageStore
 
     /// <summary>Whether direct-when-cold is still on: false after cachestat(2) failed (ENOSYS before 6.5) or an O_DIRECT
     /// read did (then every read is buffered).</summary>
-    private volatile bool _cachestat;
+    private volatile bool _directWhenColdOn;
 
     /// <summary>Opens <paramref name="path"/>. Throws <see cref="PageStoreException"/> (Configuration) when it cannot be opened.</summary>
     /// <param name="path">The file.</param>
@@ -59,8 +59,9 @@ public sealed class FilePageStore : IPageStore
     /// <param name="writable">Open for write-back.</param>
     /// <param name="direct">Every read and write with O_DIRECT.</param>
     /// <param name="directWhenCold">A read of a range the page cache holds none of uses O_DIRECT (see
-    /// <see cref="Settings.DirectWhenCold"/>); where the file system has no O_DIRECT (tmpfs) or the kernel no
-    /// cachestat(2) (before 6.5), every read is buffered and <see cref="ReadsColdDirect"/> says false.</param>
+    /// <see cref="Settings.DirectWhenCold"/>); where the file system refuses O_DIRECT (tmpfs before Linux 6.6, some FUSE
+    /// file systems) or the kernel has no cachestat(2) (before 6.5), every read is buffered and
+    /// <see cref="ReadsColdDirect"/> says false.</param>
     public FilePageStore(string path, long fileOffset, bool writable, bool direct = false, bool directWhenCold = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(fileOffset);
@@ -85,18 +86,18 @@ public sealed class FilePageStore : IPageStore
             try
             {
                 _cold = DirectIo.Open(path, writable: false);
-                _cachestat = true;
+                _directWhenColdOn = true;
             }
             catch (PageStoreException)
             {
-                // No O_DIRECT here (tmpfs): buffered reads, as without the option; ReadsColdDirect reports it.
+                // No O_DIRECT on this file system: buffered reads, as without the option; ReadsColdDirect reports it.
             }
         }
     }
 
     /// <summary>Whether pages missing from the page cache are read with O_DIRECT (direct-when-cold, and the file
     /// system supports it).</summary>
-    public bool ReadsColdDirect => _cold is not null && _cachestat;
+    public bool ReadsColdDirect => _cold is not null && _directWhenColdOn;
 
     /// <summary>Describes a page-aligned slice of a file starting at <paramref name="offset"/>; pages past
     /// end-of-file read as zeros. The file must exist; <paramref name="writable"/> opens it for write-back.</summary>
@@ -177,7 +178,7 @@ public sealed class FilePageStore : IPageStore
             // Direct-when-cold: a range the page cache holds none of is read with O_DIRECT (no page-cache pages, no
             // second copy); a range it holds any of is read buffered, as always.
             bool cold = false;
-            if (_cold is not null && _cachestat)
+            if (_cold is not null && _directWhenColdOn)
             {
                 long cached = DirectIo.CachedPages(_file, FileOffset + offset, destination.Length, out int errno);
                 if (cached == 0)
@@ -186,7 +187,7 @@ public sealed class FilePageStore : IPageStore
                 }
                 else if (cached < 0 && errno is not EIntr)
                 {
-                    _cachestat = false; // no cachestat (before Linux 6.5): buffered from now on
+                    _directWhenColdOn = false; // no cachestat (before Linux 6.5): buffered from now on
                 }
             }
             while (total < destination.Length)
@@ -226,7 +227,7 @@ public sealed class FilePageStore : IPageStore
         }
         catch (IOException)
         {
-            _cachestat = false;
+            _directWhenColdOn = false;
             return RandomAccess.Read(_file, destination, offset);
         }
     }
