@@ -256,6 +256,54 @@ public sealed unsafe class CallerFillTests(RuntimeFixture fixture)
         Run.AssertIncrementsInFile(file, counts);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void FlushesRacingTheEvictorLoseNoWrite(bool useFetch)
+    {
+        // A Flush's dirty scan re-protects every written page it walks, the unmapped ones included (an empty PTE becomes
+        // a uffd-wp marker, which reads as clean), and records them as dirty only after its ioctl; the evictor, unmapping
+        // and evicting the same pages meanwhile, must never take such a page for clean. Four writers under a budget a
+        // quarter of the file, a fifth thread flushing over and over: afterwards every increment is in the file.
+        const long length = 16L << 20, budget = 4L << 20;
+        const int threads = 4;
+        using var file = TestData.CreateFile(length, seed: 127, directory: AppContext.BaseDirectory);
+        long pages = length / PagedFile.PageSize;
+        var counts = new long[threads, pages];
+        long flushes = 0;
+        using (var db = PagedFile.Open(_runtime, file.Path, new PagedFileOptions { MemoryBudget = budget, UseFetch = useFetch }))
+        {
+            Run.Within(TimeSpan.FromSeconds(120), () =>
+            {
+                long deadline = Environment.TickCount64 + 4000;
+                var flusher = new Thread(() =>
+                {
+                    while (Environment.TickCount64 < deadline)
+                    {
+                        db.Flush();
+                        flushes++;
+                    }
+                });
+                var writers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+                {
+                    var rng = new Random(t + 17);
+                    while (Environment.TickCount64 < deadline)
+                    {
+                        long p = rng.NextInt64(pages);
+                        ((ulong*)(useFetch && (t & 1) == 0 ? db.Fetch(p) : db.PagePointer(p)))[t]++;
+                        counts[t, p]++;
+                    }
+                })).ToList();
+                flusher.Start();
+                writers.ForEach(w => w.Start());
+                writers.ForEach(w => w.Join());
+                flusher.Join();
+            }, "writers and flushes under eviction");
+            Assert.True(flushes > 10 && db.Statistics.PagesEvicted > 1000, $"{flushes} flushes: {db.Statistics}");
+        }
+        Run.AssertIncrementsInFile(file, counts);
+    }
+
     [Fact]
     public void APageWrittenAndEvictedWhileAFetchReadsItKeepsTheWrite()
     {

@@ -442,10 +442,28 @@ internal sealed unsafe partial class FaultEngine
             // one of them again.
             int n = (int)(end - first);
             var categories = s.Categories.AsSpan(0, n);
-            if (!App.Categories(r.Start + ((ulong)first << r.PageShift), r.PageSize, categories, s.Regions, out var errno))
+            lock (r.DirtyLock)
             {
-                Log.EvictionFailed(_logger, r.Id, $"PAGEMAP_SCAN failed: {errno}");
-                return 0;
+                // Read, and what it says recorded, in one step against a Flush's re-protecting scan (see
+                // ServedRegion.DirtyLock): a victim whose PTE says it may be written is marked dirty now, so that a
+                // marker the scan installs afterwards cannot make it look clean below.
+                if (!App.Categories(r.Start + ((ulong)first << r.PageShift), r.PageSize, categories, s.Regions, out var errno))
+                {
+                    Log.EvictionFailed(_logger, r.Id, $"PAGEMAP_SCAN failed: {errno}");
+                    return 0;
+                }
+                if (!_syncWrites)
+                {
+                    for (int k = 0; k < count; k++)
+                    {
+                        long v = s.Victims[k];
+                        var cv = categories[(int)(v - first)];
+                        if ((cv & PageCategory.Present) == 0 && IsDirtyUnmapped(control, v, cv))
+                        {
+                            control.MarkDirty(v, 1);
+                        }
+                    }
+                }
             }
             int i = 0;
             while (i < count)
