@@ -10,6 +10,11 @@
 //
 // gcc -O2 -pthread -o /tmp/probe-lz4-cold bench/probe-lz4-cold.c -l:liblz4.so.1
 // /tmp/probe-lz4-cold DIR SIZE_MIB BLOCK_KIB THREADS        (root: drops caches; DIR on the disk under test)
+//   LEVEL=9      pack with LZ4 HC at that level (the pack tool's default; without it LZ4's fast mode)
+//   HUGETLB=1    the destination is a hugetlbfs memfd mapped shared, each 2 MiB populated (MADV_POPULATE_WRITE) just
+//                before it is written, as the pager's staging mapping is; the chunk is 2 MiB (one fill); raw reads
+//                use O_DIRECT, as the file store does for a cold hugetlbfs fill. Reserve the pages first:
+//                echo $((SIZE_MIB / 2 + 8)) > /proc/sys/vm/nr_hugepages (and put back the old value after).
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -23,11 +28,12 @@
 
 int LZ4_compressBound(int inputSize);
 int LZ4_compress_default(const char *src, char *dst, int srcSize, int dstCapacity);
+int LZ4_compress_HC(const char *src, char *dst, int srcSize, int dstCapacity, int level);
 int LZ4_decompress_safe(const char *src, char *dst, int compressedSize, int dstCapacity);
 
 static long size, block, nblocks;
 static long *offsets; // compressed offset of block i; offsets[nblocks] = pack length
-static int rawfd, packfd, threads;
+static int rawfd, rawdirectfd, packfd, threads, hugetlb;
 static char *dest;
 static int mode; // 0 raw, 1 lz4
 
@@ -45,13 +51,14 @@ static void drop_caches(void) {
 }
 
 static void *worker(void *arg) {
-    long t = (long)arg, chunk = 1 << 20, per = size / threads;
+    long t = (long)arg, chunk = hugetlb ? 2 << 20 : 1 << 20, per = size / threads / chunk * chunk;
     long from = t * per, to = t == threads - 1 ? size : from + per;
     char *buf = malloc(LZ4_compressBound((int)chunk) + chunk);
     for (long at = from; at < to; at += chunk) {
         long n = to - at < chunk ? to - at : chunk;
+        if (hugetlb && madvise(dest + at, n, MADV_POPULATE_WRITE) != 0) { perror("MADV_POPULATE_WRITE"); exit(1); }
         if (mode == 0) {
-            if (pread(rawfd, dest + at, n, at) != n) { perror("pread raw"); exit(1); }
+            if (pread(hugetlb ? rawdirectfd : rawfd, dest + at, n, at) != n) { perror("pread raw"); exit(1); }
             continue;
         }
         long b0 = at / block, b1 = (at + n) / block;
@@ -70,7 +77,15 @@ static double run(int m) {
     mode = m;
     drop_caches();
     // POPULATE=1: the destination is faulted in before the clock starts (what is left is read against decode).
-    dest = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (getenv("POPULATE") ? MAP_POPULATE : 0), -1, 0);
+    int hfd = -1;
+    if (hugetlb) {
+        hfd = memfd_create("probe-staging", MFD_HUGETLB);
+        if (hfd < 0 || ftruncate(hfd, size) != 0) { perror("hugetlbfs memfd"); exit(1); }
+        dest = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, hfd, 0);
+    } else {
+        dest = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (getenv("POPULATE") ? MAP_POPULATE : 0), -1, 0);
+    }
+    if (dest == MAP_FAILED) { perror("mmap destination (hugetlb: reserve the pages first)"); exit(1); }
     pthread_t th[64];
     double t0 = now();
     for (long t = 0; t < threads; t++) pthread_create(&th[t], NULL, worker, (void *)t);
@@ -80,6 +95,7 @@ static double run(int m) {
     for (long p = 0; p < size; p += 4096)
         if (*(uint64_t *)(dest + p) != (uint64_t)p) { fprintf(stderr, "wrong word at %ld\n", p); exit(1); }
     munmap(dest, size);
+    if (hfd >= 0) close(hfd);
     return size / s / 1e9;
 }
 
@@ -97,6 +113,8 @@ int main(int argc, char **argv) {
     srand(1);
     for (long i = 0; i < mib;)
         for (const char *w = words[rand() % 10]; *w && i < mib; w++) one[i++] = *w;
+    hugetlb = getenv("HUGETLB") != NULL;
+    int level = getenv("LEVEL") ? atoi(getenv("LEVEL")) : 1;
     rawfd = open(raw, O_RDWR | O_CREAT | O_TRUNC, 0600);
     packfd = open(pack, O_RDWR | O_CREAT | O_TRUNC, 0600);
     offsets = calloc(nblocks + 1, sizeof(long));
@@ -106,7 +124,8 @@ int main(int argc, char **argv) {
         for (long p = 0; p < mib; p += 4096) *(uint64_t *)(one + p) = (uint64_t)(at + p);
         if (pwrite(rawfd, one, mib, at) != mib) { perror("pwrite raw"); return 1; }
         for (long b = 0; b < mib; b += block) {
-            int c = LZ4_compress_default(one + b, cbuf, (int)block, LZ4_compressBound((int)block));
+            int c = level > 1 ? LZ4_compress_HC(one + b, cbuf, (int)block, LZ4_compressBound((int)block), level)
+                              : LZ4_compress_default(one + b, cbuf, (int)block, LZ4_compressBound((int)block));
             offsets[(at + b) / block] = packed;
             if (pwrite(packfd, cbuf, c, packed) != c) { perror("pwrite pack"); return 1; }
             packed += c;
@@ -115,7 +134,10 @@ int main(int argc, char **argv) {
     offsets[nblocks] = packed;
     fsync(rawfd);
     fsync(packfd);
-    printf("raw %ld MiB, pack %ld MiB (%.2f:1), %ld KiB blocks, %d threads\n", size >> 20, packed >> 20, (double)size / packed, block >> 10, threads);
+    rawdirectfd = open(raw, O_RDONLY | O_DIRECT);
+    if (rawdirectfd < 0) { perror("open O_DIRECT"); return 1; }
+    printf("raw %ld MiB, pack %ld MiB (%.2f:1, level %d), %ld KiB blocks, %d threads, into %s\n", size >> 20, packed >> 20,
+           (double)size / packed, level, block >> 10, threads, hugetlb ? "hugetlbfs staging (raw O_DIRECT)" : "anonymous memory");
     for (int round = 0; round < 3; round++) {
         double r = run(0), l = run(1);
         printf("round %d: raw %.3f GB/s, lz4 %.3f GB/s (lz4/raw %.2f)\n", round + 1, r, l, l / r);

@@ -205,17 +205,21 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         }
         foreach (string backend in options.Backends.Prepend("file").Distinct())
         {
-            if (backend is "http" or "s3" && options.Arenas.Count > 0)
+            if (backend is "http" or "s3" or "lz4" or "zstd" && options.Arenas.Count > 0)
             {
                 // A network store's client code (HttpClient, AWSSDK.S3) is large: its tiered JIT (tier 0, instrumented,
                 // tier 1) took ~3.7 CPU-seconds of the pager's first S3 gigabyte (25-30% of all samples; the first S3
                 // row ran at 0.55-0.7x of the next, BENCHMARKS §24). A long sequential read gets it past that off the clock.
+                // A compressed store's code (block walk, CRC-32C, codec calls) too: read in 2 MiB pages it is called only
+                // 128 times per 256 MiB, and a hugetlbfs-only run measured its first LZ4 row at ~2x the next
+                // (BENCHMARKS §28), so it is warmed in 64 KiB reads (4,096 calls) whatever arenas the run measures.
+                bool compressed = backend is "lz4" or "zstd";
                 long length = Math.Min(fileSize, NetworkWarmUpBytes) & ~((2L << 20) - 1);
                 if (length > 0)
                 {
                     using var region = runtime.CreateRegion(new RegionOptions
                     {
-                        Arena = options.Arenas[0], Length = length, Store = StoreFor(backend, path), ReadOnly = options.ReadOnly,
+                        Arena = compressed ? ArenaKind.Anonymous : options.Arenas[0], Length = length, Store = StoreFor(backend, path), ReadOnly = options.ReadOnly,
                     });
                     var offsets = Scenarios.Offsets("seq", (int)(length / Scenarios.Page), length);
                     Scenarios.Touch(region.Pointer, offsets, new long[offsets.Length], 1);
