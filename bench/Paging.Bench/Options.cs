@@ -69,7 +69,8 @@ internal sealed class Options
                              network store); scenario names get "+N us"
           --size BYTES       data file size (default 1073741824; suffixes K, M, G)
           --file PATH        use this file instead of generating one
-          --max-readahead SIZE  the largest read-ahead window (PrefetchOptions.MaxReadAheadBytes; default 4M)
+          --max-readahead SIZE  the largest read-ahead window (PrefetchOptions.MaxReadAheadBytes; default: the
+                             pager's automatic choice, 4M, 16M for http and s3)
           --read-only        map Paging's regions read-only (RegionOptions.ReadOnly; the touches only load):
                              scenario names get "-ro" (paging-ro, paging-1pg-ro)
           --no-baselines     skip the kernel baselines

@@ -130,6 +130,11 @@ public sealed class ProtocolTests
         r = ReaderOf(m2.Write(s_buffer, 10), MessageType.AddRegion, 10);
         var back2 = AddRegionMessage.Read(ref r);
         Assert.Equal(("/x/y.dll", "A.B"), (back2.Store.AssemblyPath, back2.Store.TypeName));
+
+        // A window of 0 is the automatic one and crosses the wire as such.
+        var m3 = m with { Policy = new ReadAheadPolicy(true, 16, 0, false) };
+        r = ReaderOf(m3.Write(s_buffer, 11), MessageType.AddRegion, 11);
+        Assert.Equal(0, AddRegionMessage.Read(ref r).Policy.MaxWindowPages);
     }
 
     [Fact]

@@ -25,6 +25,26 @@ public sealed class ReadAheadLogicTests
     }
 
     [Fact]
+    public void TheAutomaticWindowIsFourMiBAndSixteenForANetworkStoreAndAnExplicitOneIsKept()
+    {
+        var auto = ReadAheadPolicy.For(readAhead: true, faultAroundBytes: 64 * 1024, maxReadAheadBytes: 0, streamAll: false, pageSize: 4096);
+        Assert.Equal(0, auto.MaxWindowPages); // automatic on the wire: the pager decides, knowing the store
+        Assert.Equal(1024, auto.ForStore(4096, asynchronous: false).MaxWindowPages);
+        Assert.Equal(4096, auto.ForStore(4096, asynchronous: true).MaxWindowPages);
+        // Huge pages: 4 (synchronous) and 8 (asynchronous) at least, asked for or not.
+        Assert.Equal(4, auto.ForStore(2 << 20, asynchronous: false).MaxWindowPages);
+        Assert.Equal(8, auto.ForStore(2 << 20, asynchronous: true).MaxWindowPages);
+
+        var pinned = ReadAheadPolicy.For(true, 64 * 1024, maxReadAheadBytes: 4 << 20, false, 4096);
+        Assert.Equal(1024, pinned.ForStore(4096, asynchronous: true).MaxWindowPages); // a loader's choice stands
+        Assert.Equal(8, ReadAheadPolicy.For(true, 64 * 1024, 4 << 20, false, 2 << 20).ForStore(2 << 20, asynchronous: true).MaxWindowPages);
+        Assert.Equal(16, ReadAheadPolicy.For(true, 64 * 1024, 32 << 20, false, 2 << 20).ForStore(2 << 20, asynchronous: false).MaxWindowPages);
+
+        Assert.Equal(0, new PrefetchOptions().MaxReadAheadBytes);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PrefetchOptions { MaxReadAheadBytes = -1 });
+    }
+
+    [Fact]
     public void RandomFaultsNeverReadAheadAndAFaultInsideAWindowIsLate()
     {
         var t = new StreamTracker();

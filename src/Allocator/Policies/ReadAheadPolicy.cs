@@ -4,7 +4,8 @@ namespace Paging.Policies;
 /// PrefetchOptions and sends them in AddRegion).</summary>
 /// <param name="ReadAhead">Detect sequential streams and read ahead of them.</param>
 /// <param name="BlockPages">Pages one sequential fault resolves (fault-around block), at least 1.</param>
-/// <param name="MaxWindowPages">The largest read-ahead window, at least 1.</param>
+/// <param name="MaxWindowPages">The largest read-ahead window, at least 1; 0 on the wire means automatic (the pager
+/// picks by store, <see cref="ForStore"/>).</param>
 /// <param name="StreamAll">Stream the whole region in the background from creation.</param>
 internal readonly record struct ReadAheadPolicy(bool ReadAhead, long BlockPages, long MaxWindowPages, bool StreamAll)
 {
@@ -13,22 +14,38 @@ internal readonly record struct ReadAheadPolicy(bool ReadAhead, long BlockPages,
     public static ReadAheadPolicy For(bool readAhead, int faultAroundBytes, int maxReadAheadBytes, bool streamAll, int pageSize) => new(
         readAhead,
         Math.Max(1, faultAroundBytes / pageSize),
-        Math.Max(1, maxReadAheadBytes / pageSize),
+        maxReadAheadBytes == 0 ? 0 : Math.Max(1, maxReadAheadBytes / pageSize),
         streamAll);
 
-    /// <summary>Huge-page arenas read ahead too, in windows of at least 4 huge pages (8 MiB) for a synchronous store
-    /// and 8 (16 MiB) for an asynchronous one. Synchronous: a window's chunks are filled by idle fill threads while
-    /// the reader maps the page it faulted on — the hugetlb harness's sequential row went from 843–1160 to 524–534 ns
-    /// per 4 KiB (two alternating runs each) and a 2 GiB checkpoint touched tensor by tensor from 380–403 to 191–203 ms
-    /// hot, random rows unchanged (docs/BENCHMARKS.md §16); it had been off for them since a measurement with the engine
-    /// of that time found it slower. Asynchronous: one 2 MiB request per fault, one after another, left a network
-    /// store at half the link (§7).</summary>
-    public ReadAheadPolicy ForStore(int pageSize, bool asynchronous) => pageSize <= 64 * 1024
-        ? this
-        : this with
+    /// <summary>The pager's window for this region's store. Automatic (0): <see cref="DefaultWindowBytes"/>, or
+    /// <see cref="AsyncWindowBytes"/> for an asynchronous store. Huge-page arenas read ahead too, in windows of at
+    /// least 4 huge pages (8 MiB) for a synchronous store and 8 (16 MiB) for an asynchronous one, whatever was asked.
+    /// Synchronous: a window's chunks are filled by idle fill threads while the reader maps the page it faulted on —
+    /// the hugetlb harness's sequential row went from 843–1160 to 524–534 ns per 4 KiB (two alternating runs each) and
+    /// a 2 GiB checkpoint touched tensor by tensor from 380–403 to 191–203 ms hot, random rows unchanged
+    /// (docs/BENCHMARKS.md §16); it had been off for them since a measurement with the engine of that time found it
+    /// slower. Asynchronous: one 2 MiB request per fault, one after another, left a network store at half the link
+    /// (§7).</summary>
+    public ReadAheadPolicy ForStore(int pageSize, bool asynchronous)
+    {
+        long window = MaxWindowPages > 0 ? MaxWindowPages : Math.Max(1, (asynchronous ? AsyncWindowBytes : DefaultWindowBytes) / pageSize);
+        if (pageSize > 64 * 1024)
         {
             // A window of huge pages holds at least 8 (16 MiB) for a network: with the default 4 MiB it would be two
             // requests, too few in flight to keep a link busy.
-            MaxWindowPages = asynchronous ? Math.Max(MaxWindowPages, 8) : Math.Max(MaxWindowPages, 4),
-        };
+            window = Math.Max(window, asynchronous ? 8 : 4);
+        }
+        return this with { MaxWindowPages = window };
+    }
+
+    /// <summary>The automatic window of a synchronous store: 4 MiB, the largest the kernel's own read-ahead reaches on
+    /// a fast device here, and a bounded overshoot for a stream that stops (a tensor, a table scan).</summary>
+    public const int DefaultWindowBytes = 4 << 20;
+
+    /// <summary>The automatic window of an asynchronous store: 16 MiB, 64 requests of 256 KiB. A 1 GiB sequential
+    /// read from nginx on loopback into a shmem arena with 4 MiB windows left the two vCPUs 27–59% idle (the reader
+    /// waiting on too few requests); alternating runs of three rows each, GB/s: 4 MiB 0.41–0.75, 8 MiB 0.65–0.85,
+    /// 16 MiB 0.54–1.00, 32 MiB 0.72–1.06, 64 MiB 0.57–0.67 (docs/BENCHMARKS.md §29). A loader that stops its
+    /// streams early pins a smaller window (<see cref="PrefetchOptions.MaxReadAheadBytes"/>): the weights loader does.</summary>
+    public const int AsyncWindowBytes = 16 << 20;
 }

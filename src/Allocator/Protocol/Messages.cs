@@ -166,7 +166,7 @@ internal sealed record AddRegionMessage(
         {
             throw new PagerException($"AddRegion {id}: bad geometry ({arena}, page size {pageSize}, address 0x{address:x}, length {length})");
         }
-        if (block < 1 || window < 1 || block > (1UL << 40) || window > (1UL << 40))
+        if (block < 1 || block > (1UL << 40) || window > (1UL << 40)) // window 0: automatic
         {
             throw new PagerException($"AddRegion {id}: bad prefetch policy (block {block} pages, window {window} pages)");
         }
