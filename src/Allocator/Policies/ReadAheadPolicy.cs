@@ -38,8 +38,9 @@ internal readonly record struct ReadAheadPolicy(bool ReadAhead, long BlockPages,
         return this with { MaxWindowPages = window };
     }
 
-    /// <summary>The automatic window of a synchronous store: 4 MiB, the largest the kernel's own read-ahead reaches on
-    /// a fast device here, and a bounded overshoot for a stream that stops (a tensor, a table scan).</summary>
+    /// <summary>The automatic window of a synchronous store: 4 MiB, the window of every figure for local stores in
+    /// docs/BENCHMARKS.md before it became automatic, and a bounded overshoot for a stream that stops (a tensor, a
+    /// table scan).</summary>
     public const int DefaultWindowBytes = 4 << 20;
 
     /// <summary>The automatic window of an asynchronous store: 16 MiB, 64 requests of 256 KiB. A 1 GiB sequential
