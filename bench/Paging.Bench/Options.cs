@@ -74,7 +74,8 @@ internal sealed class Options
           --read-only        map Paging's regions read-only (RegionOptions.ReadOnly; the touches only load):
                              scenario names get "-ro" (paging-ro, paging-1pg-ro)
           --no-baselines     skip the kernel baselines
-          --json             one JSON object per scenario on stdout (progress goes to stderr)
+          --json             one JSON object per scenario on stdout (progress goes to stderr); cpu_busy is how
+                             busy all vCPUs were during the row (0-1, every process and steal, /proc/stat)
           --plot DIR         also write SVG charts to DIR: ns-per-page.svg and latency.svg (p50, p99) per scenario
 
         Paging.Bench weights [FILE] [--json] [--hot-only] [--http | --url URL] [--arena shmem|hugetlb|anonymous]

@@ -389,9 +389,11 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
         var latencies = new long[offsets.Length];
         // Untimed, as Paging's stores are warmed (WarmUp): the client's first requests (JIT, connections) off the clock.
         _ = _servers!.FetchAll(backend, offsets[..Math.Min(offsets.Length, 1024)], pattern, options.Threads, latencies, keep: false);
+        MachineCpu.Begin();
         var start = System.Diagnostics.Stopwatch.GetTimestamp();
         ulong sum = _servers!.FetchAll(backend, offsets, pattern, options.Threads, latencies, keep);
         double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        MachineCpu.End(seconds);
         string how = pattern == "seq" ? keep ? "8 x 1 MiB GETs, kept" : "8 x 1 MiB GETs" : $"4 KiB GETs x {options.Threads}";
         return Make($"kernel/{backend}-ranges{(keep ? "-kept" : "")}", how, backend, pattern, offsets, latencies, seconds, 0, Verify(backend, offsets, sum, generated));
     }
@@ -444,7 +446,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
     {
         var (p50, p99) = Scenarios.Percentiles(latencies);
         return new Result($"{scenario}/{backend}/{pattern}", arena, backend, pattern, offsets.Length, options.Threads, faults, seconds,
-            seconds * 1e9 / offsets.Length, p50, p99, (long)offsets.Length * Scenarios.Page, verified);
+            seconds * 1e9 / offsets.Length, p50, p99, (long)offsets.Length * Scenarios.Page, verified) { CpuBusy = MachineCpu.LastFraction };
     }
 
     /// <summary>The sum of the touched words must equal the sum of what the file holds there (zero for the zero store).</summary>
@@ -535,6 +537,7 @@ internal sealed unsafe class Harness(Options options, IAnsiConsole progressConso
                     w.WriteNumber("read_per_touched", Math.Round(r.ReadPerTouched, 3));
                     w.WriteNumber("faults_avoided", r.Faults >= 0 ? r.Pages - r.Faults : 0);
                     w.WriteNumber("managed_bytes", r.ManagedBytes);
+                    w.WriteNumber("cpu_busy", Math.Round(r.CpuBusy, 3));
                     w.WriteEndObject();
                 }
                 Console.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));

@@ -14,6 +14,10 @@ internal sealed record Result(string Scenario, string Arena, string Backend, str
     /// <summary>Managed bytes the pager allocated serving the region in the measured window (the engine: none per
     /// fault; a network store's client library: per request); -1 for baselines.</summary>
     public long ManagedBytes { get; set; } = -1;
+
+    /// <summary>How busy the whole machine was in the measured window, 0–1 of all vCPUs (<see cref="MachineCpu"/>);
+    /// -1 when unknown.</summary>
+    public double CpuBusy { get; init; } = -1;
     public double ReadPerTouched => BytesRead < 0 ? 0 : (double)BytesRead / BytesTouched;
     public string? Baseline { get; set; }
     public double BaselineNsPerPage { get; set; }
@@ -81,12 +85,15 @@ internal static unsafe partial class Scenarios
             workers[t].Start();
         }
         start.SignalAndWait();
+        MachineCpu.Begin();
         long t0 = Stopwatch.GetTimestamp();
         foreach (var w in workers)
         {
             w.Join();
         }
-        return (Stopwatch.GetElapsedTime(t0).TotalSeconds, total);
+        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        MachineCpu.End(seconds);
+        return (seconds, total);
     }
 
     private static ulong TouchRange(byte* basePtr, long[] offsets, long[] latencies, int from, int to)
@@ -144,12 +151,14 @@ internal static unsafe partial class Scenarios
             workers[t].Start();
         }
         start.SignalAndWait();
+        MachineCpu.Begin();
         long t0 = Stopwatch.GetTimestamp();
         foreach (var w in workers)
         {
             w.Join();
         }
         double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        MachineCpu.End(seconds);
         return error is null ? (seconds, total) : throw error;
     }
 
@@ -162,6 +171,7 @@ internal static unsafe partial class Scenarios
         {
             long span = offsets.Length == 0 ? 0 : offsets[^1] + Page;
             ulong sum = 0;
+            MachineCpu.Begin();
             long t0 = Stopwatch.GetTimestamp();
             int k = 0;
             for (long off = 0; off < span; off += chunk)
@@ -179,7 +189,9 @@ internal static unsafe partial class Scenarios
                     latencies[k] = per;
                 }
             }
-            return (Stopwatch.GetElapsedTime(t0).TotalSeconds, sum);
+            double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            MachineCpu.End(seconds);
+            return (seconds, sum);
         }
         finally
         {
