@@ -81,12 +81,10 @@ internal sealed class NetworkServers : IDisposable
     /// the proxy — the in-process deadlock ARCHITECTURE.md measures.</summary>
     private void StartLatencyProxy(int upstreamPort, int latencyMicroseconds)
     {
-        var info = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath!, $"latency-proxy {upstreamPort} {latencyMicroseconds}")
-        {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-        };
+        // SelfProcess: started as `dotnet Paging.Bench.dll`, the process path is the muxer, not the harness.
+        var info = SelfProcess.StartInfo("latency-proxy", upstreamPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            latencyMicroseconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        info.RedirectStandardInput = true;
         _proxy = System.Diagnostics.Process.Start(info)!;
         string? line = _proxy.StandardOutput.ReadLine();
         if (line is null || !int.TryParse(line, out int port))
