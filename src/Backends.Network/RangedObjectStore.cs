@@ -57,6 +57,11 @@ public abstract class RangedObjectStore : IPageStore
     /// <summary>Body bytes received into destinations.</summary>
     public long BytesFetched => Volatile.Read(ref _bytesFetched);
 
+    /// <summary>The value of the <c>store</c> tag on this store's <see cref="NetworkMetrics"/> measurements.</summary>
+    protected virtual string MetricsKind => "network";
+
+    private KeyValuePair<string, object?> MetricsTag => new("store", MetricsKind);
+
     /// <summary>Sends the request for [<paramref name="start"/>, <paramref name="start"/> + <paramref name="length"/>)
     /// and returns its body once the response's status and headers say it is exactly that range of the pinned object.
     /// Throws <see cref="PageStoreException"/>: <see cref="PageStoreError.Io"/> for what a retry may fix (5xx, 429,
@@ -180,6 +185,7 @@ public abstract class RangedObjectStore : IPageStore
                 try
                 {
                     Interlocked.Increment(ref _requests);
+                    NetworkMetrics.Requests.Add(1, MetricsTag);
                     using var body = await OpenRangeAsync(start, length, attemptCancellation.Token).ConfigureAwait(false);
                     long received = 0;
                     for (int i = 0; i < targets.Length; i++)
@@ -194,6 +200,7 @@ public abstract class RangedObjectStore : IPageStore
                         }
                     }
                     Interlocked.Add(ref _bytesFetched, received);
+                    NetworkMetrics.BytesFetched.Add(received, MetricsTag);
                     return;
                 }
                 catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
@@ -204,6 +211,11 @@ public abstract class RangedObjectStore : IPageStore
                 {
                     failure = e;
                 }
+                catch (PageStoreException)
+                {
+                    NetworkMetrics.Failures.Add(1, MetricsTag); // permanent: not retried
+                    throw;
+                }
                 catch (Exception e) when (e is IOException or HttpRequestException)
                 {
                     failure = new PageStoreException(PageStoreError.Io, $"{Description}: bytes {start}-{start + length - 1}: {e.Message}", e);
@@ -211,10 +223,12 @@ public abstract class RangedObjectStore : IPageStore
             }
             if (attempt >= Retry.Attempts)
             {
+                NetworkMetrics.Failures.Add(1, MetricsTag);
                 throw new PageStoreException(PageStoreError.Io,
                     $"{Description}: bytes {start}-{start + length - 1} failed {attempt} time(s); last: {failure.Message}", failure);
             }
             Interlocked.Increment(ref _retries);
+            NetworkMetrics.Retries.Add(1, MetricsTag);
             await Task.Delay(Retry.Backoff(attempt), cancellationToken).ConfigureAwait(false);
         }
     }

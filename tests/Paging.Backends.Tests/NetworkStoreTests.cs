@@ -197,11 +197,16 @@ public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixt
     {
         using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);
         using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick });
+        using var meter = new NetworkMeterRecorder("http");
         proxy.FailNext(2);
         var buffer = new byte[65536];
         Assert.Equal(PageReadStatus.Data, await store.ReadAsync(65536, buffer, CancellationToken.None));
         AssertContent(nginx.Content, 65536, buffer);
         Assert.Equal(2, store.Retries);
+        // What dotnet-counters shows of the pager (lower bounds: other tests' stores record on the same meter).
+        Assert.True(meter["paging.network.retries"] >= 2, $"{meter["paging.network.retries"]} retries recorded");
+        Assert.True(meter["paging.network.requests"] >= 3, $"{meter["paging.network.requests"]} requests recorded");
+        Assert.True(meter["paging.network.bytes_fetched"] >= 65536, $"{meter["paging.network.bytes_fetched"]} bytes recorded");
     }
 
     [Fact]
@@ -209,10 +214,12 @@ public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixt
     {
         using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);
         using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick });
+        using var meter = new NetworkMeterRecorder("http");
         proxy.ServerErrorRate = 1;
         var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(0, new byte[4096], CancellationToken.None));
         Assert.Equal(PageStoreError.Io, e.Error);
         Assert.Contains("failed 4 time(s)", e.Message);
+        Assert.True(meter["paging.network.failures"] >= 1, "the failed read was not recorded");
         Assert.Contains("503", e.Message);
     }
 
@@ -454,12 +461,18 @@ public sealed class S3StoreTests(S3Fixture s3) : IClassFixture<S3Fixture>
         using var second = TestData.CreateFile(1 << 16, seed: 41);
         await client.PutObjectAsync(S3Fixture.Put(s3.Server.Bucket, "replaced.bin", first.Path));
         using var store = new S3PageStore(s3.Server.Bucket, "replaced.bin", s3.Options with { Retry = new(2, TimeSpan.Zero, TimeSpan.FromSeconds(5)) });
+        using var meter = new NetworkMeterRecorder("s3");
         var buffer = new byte[8192];
         await store.ReadAsync(8192, buffer, CancellationToken.None);
         Assert.True(TestData.FirstMismatch(buffer, 8192, first.Length, first.Seed) < 0);
         await client.PutObjectAsync(S3Fixture.Put(s3.Server.Bucket, "replaced.bin", second.Path));
         var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(0, buffer, CancellationToken.None));
         Assert.Equal(PageStoreError.Changed, e.Error);
+        // A changed object is permanent: recorded as a failure, never retried.
+        Assert.True(meter["paging.network.failures"] >= 1, "the changed object's read was not recorded as a failure");
+        Assert.True(meter["paging.network.bytes_fetched"] >= 8192, $"{meter["paging.network.bytes_fetched"]} bytes recorded");
+        Assert.Equal(2, store.Requests);
+        Assert.Equal(0, store.Retries);
     }
 
     [Fact]

@@ -230,6 +230,9 @@ public sealed class HttpPageStore : RangedObjectStore
     public DateTimeOffset? LastModified => _lastModified;
 
     /// <inheritdoc />
+    protected override string MetricsKind => "http";
+
+    /// <inheritdoc />
     protected override string ReadOnlyReason => "HTTP objects are read with range requests; there is no write-back to a URL";
 
     private HttpRequestMessage NewRequest(long start, long length, bool pinned, Uri? target = null)

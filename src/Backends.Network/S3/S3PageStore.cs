@@ -179,6 +179,9 @@ public sealed class S3PageStore : RangedObjectStore
     public string ETag => _etag;
 
     /// <inheritdoc />
+    protected override string MetricsKind => "s3";
+
+    /// <inheritdoc />
     protected override string ReadOnlyReason =>
         "S3 objects are immutable; write-back would need a segment/manifest scheme, which is not built (see S3PageStore)";
 
