@@ -338,6 +338,47 @@ public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixt
     }
 
     [Fact]
+    public async Task AServerWithoutValidatorsIsRefusedUnlessAllowed()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { StripETag = true, StripLastModified = true };
+        var e = Assert.Throws<PageStoreException>(() => new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick }));
+        Assert.Equal(PageStoreError.Configuration, e.Error);
+        Assert.Contains("neither a strong ETag nor Last-Modified", e.Message);
+        Assert.Contains("AllowUnversioned", e.Message);
+        // Allowed: pinned by length alone, every byte right.
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick, AllowUnversioned = true });
+        Assert.Null(store.ETag);
+        Assert.Null(store.LastModified);
+        var buffer = new byte[65536];
+        Assert.Equal(PageReadStatus.Data, await store.ReadAsync(8192, buffer, CancellationToken.None));
+        AssertContent(nginx.Content, 8192, buffer);
+        // The setting reaches the pager through the descriptor.
+        var descriptor = HttpPageStore.Describe(proxy.UrlOf("content.bin"), new HttpStoreOptions { AllowUnversioned = true });
+        Assert.Equal("true", descriptor.Settings[HttpPageStore.Settings.AllowUnversioned]);
+        Assert.False(HttpPageStore.Describe(proxy.UrlOf("content.bin")).Settings.ContainsKey(HttpPageStore.Settings.AllowUnversioned));
+    }
+
+    [Fact]
+    public async Task AServerWithLastModifiedAloneIsPinnedByIt()
+    {
+        using var file = TestData.CreateFile(1 << 16, seed: 31, directory: nginx.Server.Root, name: "dated.bin");
+        File.SetLastWriteTimeUtc(file.Path, new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { StripETag = true };
+        using var store = new HttpPageStore(proxy.UrlOf("dated.bin"), new HttpStoreOptions { Retry = Quick });
+        Assert.Null(store.ETag);
+        Assert.Equal(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero), store.LastModified);
+        var buffer = new byte[4096];
+        Assert.Equal(PageReadStatus.Data, await store.ReadAsync(4096, buffer, CancellationToken.None));
+        Assert.True(TestData.FirstMismatch(buffer, 4096, file.Length, file.Seed) < 0);
+        // A new version of the same length, a second later: If-Unmodified-Since makes the server refuse (412).
+        File.WriteAllBytes(file.Path, new byte[1 << 16]);
+        File.SetLastWriteTimeUtc(file.Path, new DateTime(2026, 1, 1, 0, 0, 1, DateTimeKind.Utc));
+        var e = await Assert.ThrowsAsync<PageStoreException>(async () => await store.ReadAsync(8192, buffer, CancellationToken.None));
+        Assert.Equal(PageStoreError.Changed, e.Error);
+        Assert.Contains("changed since it was opened", e.Message);
+    }
+
+    [Fact]
     public async Task AReplacedFileOnTheServerIsChanged()
     {
         using var file = TestData.CreateFile(1 << 16, seed: 30, directory: nginx.Server.Root, name: "replaced.bin");

@@ -53,6 +53,9 @@ public sealed class HttpPageStore : RangedObjectStore
 
         /// <summary>A PEM file of the certificates to trust as roots for TLS, instead of the system's.</summary>
         public const string TrustedCertificates = "ca_file";
+
+        /// <summary>"true" or "false": read an object whose server sends neither a strong ETag nor Last-Modified.</summary>
+        public const string AllowUnversioned = "allow_unversioned";
     }
 
     private readonly HttpClient _client;
@@ -82,6 +85,14 @@ public sealed class HttpPageStore : RangedObjectStore
         {
             (_length, _etag, _lastModified, var final) = Probe();
             _target = Redirected(final);
+            if (_etag is null && _lastModified is null && _length > 0 && !options.AllowUnversioned)
+            {
+                // Only the total length would be checked: a new version of the same length would be read into the
+                // region beside pages of the old one, the mixed bytes the store exists to refuse.
+                throw new PageStoreException(PageStoreError.Configuration,
+                    $"{Description}: the server sends neither a strong ETag nor Last-Modified, so a change of the object while it is mapped could not be detected " +
+                    $"(only its length); serve it with one of them, or set HttpStoreOptions.AllowUnversioned to read it pinned by its length alone");
+            }
         }
         catch
         {
@@ -168,6 +179,10 @@ public sealed class HttpPageStore : RangedObjectStore
             settings[Settings.HeaderPrefix + name] = value;
         }
         settings[Settings.Http2] = options.Http2 ? "true" : "false";
+        if (options.AllowUnversioned)
+        {
+            settings[Settings.AllowUnversioned] = "true";
+        }
         if (options.Proxy is { } proxy)
         {
             settings[Settings.Proxy] = proxy.AbsoluteUri;
@@ -179,6 +194,13 @@ public sealed class HttpPageStore : RangedObjectStore
         options.Retry.WriteTo(settings);
         return new PageStoreDescriptor(Kind, settings);
     }
+
+    private static bool Boolean(PageStoreContext context, string key) => context.Get(key, "false") switch
+    {
+        "true" => true,
+        "false" => false,
+        var other => throw new PageStoreException(PageStoreError.Configuration, $"the http store's '{key}' setting is '{other}', not true or false"),
+    };
 
     /// <summary>Builds the store from a descriptor's settings (inside the pager).</summary>
     public static HttpPageStore Create(PageStoreContext context)
@@ -199,12 +221,8 @@ public sealed class HttpPageStore : RangedObjectStore
                 ? Uri.TryCreate(proxy, UriKind.Absolute, out var proxyUrl) ? proxyUrl
                     : throw new PageStoreException(PageStoreError.Configuration, $"the http store's proxy '{proxy}' is not an absolute URL")
                 : null,
-            Http2 = context.Get(Settings.Http2, "false") switch
-            {
-                "true" => true,
-                "false" => false,
-                var other => throw new PageStoreException(PageStoreError.Configuration, $"the http store's '{Settings.Http2}' setting is '{other}', not true or false"),
-            },
+            Http2 = Boolean(context, Settings.Http2),
+            AllowUnversioned = Boolean(context, Settings.AllowUnversioned),
             Headers = context.Settings.Where(s => s.Key.StartsWith(Settings.HeaderPrefix, StringComparison.Ordinal))
                 .ToDictionary(s => s.Key[Settings.HeaderPrefix.Length..], s => s.Value, StringComparer.OrdinalIgnoreCase),
         };
@@ -499,4 +517,11 @@ public sealed record HttpStoreOptions
     /// system's (a private CA, or a self-signed server certificate itself); null: the system's trust store. The host
     /// name is checked either way. Read by the pager when the store opens.</summary>
     public string? TrustedCertificatesPath { get; init; }
+
+    /// <summary>Read an object whose server sends neither a strong <c>ETag</c> nor <c>Last-Modified</c> (a dynamic
+    /// endpoint, a weak ETag only). Off by default: the store then has nothing to pin but the object's length, and a
+    /// new version of the same length would be read beside pages of the old one, so opening such an object fails with
+    /// a <see cref="PageStoreError.Configuration"/> error that says so. Set it for objects known not to change while
+    /// they are mapped.</summary>
+    public bool AllowUnversioned { get; init; }
 }

@@ -63,6 +63,12 @@ public sealed class FaultInjectingHttpProxy : IDisposable
     /// <summary>When set, every answer's ETag is replaced by this one (the object "changed").</summary>
     public string? ReplaceETag { get; set; }
 
+    /// <summary>When set, answers lose their ETag (a server that pins by Last-Modified alone).</summary>
+    public bool StripETag { get; set; }
+
+    /// <summary>When set, answers lose their Last-Modified (with <see cref="StripETag"/>: a server with no validators).</summary>
+    public bool StripLastModified { get; set; }
+
     /// <summary>Never answer: hold the connection open (a server that hangs).</summary>
     public bool Hang { get; set; }
 
@@ -192,6 +198,11 @@ public sealed class FaultInjectingHttpProxy : IDisposable
                     if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
                     {
                         contentLength = long.Parse(line.AsSpan(15).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                    }
+                    if ((StripETag && line.StartsWith("ETag:", StringComparison.OrdinalIgnoreCase)) ||
+                        (StripLastModified && line.StartsWith("Last-Modified:", StringComparison.OrdinalIgnoreCase)))
+                    {
+                        continue;
                     }
                     if (ReplaceETag is { } etag && line.StartsWith("ETag:", StringComparison.OrdinalIgnoreCase))
                     {
