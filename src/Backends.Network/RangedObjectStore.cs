@@ -10,7 +10,8 @@ namespace Paging.Backends.Network;
 /// buffer); bytes past the object's end read as zeros; adjacent reads of a batch (<see cref="ReadManyAsync"/>) are
 /// coalesced into one request of at most <see cref="MaxRequestBytes"/>, and the requests of a batch are in flight
 /// together. Transient failures are retried by <see cref="NetworkRetry"/>; a body shorter than announced is a transient
-/// failure (never a short page); a changed object is <see cref="PageStoreError.Changed"/>.
+/// failure (never a short page); a changed object is <see cref="PageStoreError.Changed"/>. A server may answer a range
+/// with a shorter one from the same start (servers and CDNs that cap a response's size): the rest is asked for next.
 /// A subclass opens one range (<see cref="OpenRangeAsync"/>) and validates what the server says about it.
 /// </summary>
 public abstract class RangedObjectStore : IPageStore
@@ -63,7 +64,8 @@ public abstract class RangedObjectStore : IPageStore
     private KeyValuePair<string, object?> MetricsTag => new("store", MetricsKind);
 
     /// <summary>Sends the request for [<paramref name="start"/>, <paramref name="start"/> + <paramref name="length"/>)
-    /// and returns its body once the response's status and headers say it is exactly that range of the pinned object.
+    /// and returns its body once the response's status and headers say it is that range of the pinned object, or a
+    /// shorter range from the same start (<see cref="RangeBody.Length"/>; at least one byte).
     /// Throws <see cref="PageStoreException"/>: <see cref="PageStoreError.Io"/> for what a retry may fix (5xx, 429,
     /// connection errors), <see cref="PageStoreError.Changed"/> for a different object, others for the rest.</summary>
     protected abstract ValueTask<RangeBody> OpenRangeAsync(long start, long length, CancellationToken cancellationToken);
@@ -175,6 +177,8 @@ public abstract class RangedObjectStore : IPageStore
 
     private async ValueTask FetchAsync(long start, long length, ReadOnlyMemory<Target> targets, CancellationToken cancellationToken)
     {
+        long done = 0; // bytes of complete bodies so far, which end at doneOffset in targets[doneTarget]
+        int doneTarget = 0, doneOffset = 0;
         for (int attempt = 1; ; attempt++)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -186,22 +190,45 @@ public abstract class RangedObjectStore : IPageStore
                 {
                     Interlocked.Increment(ref _requests);
                     NetworkMetrics.Requests.Add(1, MetricsTag);
-                    using var body = await OpenRangeAsync(start, length, attemptCancellation.Token).ConfigureAwait(false);
-                    long received = 0;
-                    for (int i = 0; i < targets.Length; i++)
+                    long from = start + done;
+                    using var body = await OpenRangeAsync(from, length - done, attemptCancellation.Token).ConfigureAwait(false);
+                    if (body.Length < 1 || body.Length > length - done)
                     {
-                        var t = targets.Span[i];
-                        int n = await body.Stream.ReadAtLeastAsync(t.Destination, t.Destination.Length, throwOnEndOfStream: false, attemptCancellation.Token).ConfigureAwait(false);
+                        throw new InvalidOperationException($"{GetType().Name}.OpenRangeAsync returned a body of {body.Length} bytes for a range of {length - done}");
+                    }
+                    // Into the targets from where the last complete body ended; a failed body is read again from there.
+                    int i = doneTarget, at = doneOffset;
+                    long received = 0;
+                    while (received < body.Length)
+                    {
+                        var t = targets.Span[i].Destination;
+                        int want = (int)Math.Min(t.Length - at, body.Length - received);
+                        int n = await body.Stream.ReadAtLeastAsync(t.Slice(at, want), want, throwOnEndOfStream: false, attemptCancellation.Token).ConfigureAwait(false);
                         received += n;
-                        if (n < t.Destination.Length)
+                        if (n < want)
                         {
                             throw new PageStoreException(PageStoreError.Io,
-                                $"{Description}: the body of bytes {start}-{start + length - 1} ended after {received} of {length} bytes");
+                                $"{Description}: the body of bytes {from}-{from + body.Length - 1} ended after {received} of {body.Length} bytes");
+                        }
+                        at += n;
+                        if (at == t.Length)
+                        {
+                            i++;
+                            at = 0;
                         }
                     }
                     Interlocked.Add(ref _bytesFetched, received);
                     NetworkMetrics.BytesFetched.Add(received, MetricsTag);
-                    return;
+                    done += received;
+                    (doneTarget, doneOffset) = (i, at);
+                    if (done == length)
+                    {
+                        return;
+                    }
+                    // A shorter range than asked: progress, not a failure. The rest is a new request with fresh
+                    // attempts (each answer carries at least one byte, so this ends).
+                    attempt = 0;
+                    continue;
                 }
                 catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
                 {
@@ -251,7 +278,9 @@ public abstract class RangedObjectStore : IPageStore
 /// <summary>The body of one validated range response and what owns it (the response).</summary>
 /// <param name="Stream">The body.</param>
 /// <param name="Owner">Disposed with the body.</param>
-public readonly record struct RangeBody(Stream Stream, IDisposable Owner) : IDisposable
+/// <param name="Length">The bytes it carries from the range's start: what was asked, or fewer when the server answered
+/// a shorter range.</param>
+public readonly record struct RangeBody(Stream Stream, IDisposable Owner, long Length) : IDisposable
 {
     /// <inheritdoc />
     public void Dispose()

@@ -261,6 +261,62 @@ public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixt
     }
 
     [Fact]
+    public async Task AServerThatAnswersShorterRangesIsReadToTheEnd()
+    {
+        // 20,000 bytes per answer: the cuts fall inside pages and inside the targets of a coalesced batch.
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { CapRangeBytes = 20_000 };
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick });
+        long before = store.Requests;
+        var run = new byte[256 * 1024];
+        Assert.Equal(PageReadStatus.Data, await store.ReadAsync(4096, run, CancellationToken.None));
+        AssertContent(nginx.Content, 4096, run);
+        Assert.Equal((run.Length + 19_999) / 20_000, store.Requests - before); // the rest asked for each time, no retry
+        Assert.Equal(0, store.Retries);
+
+        var requests = Enumerable.Range(0, 16).Select(i => new PageReadRequest((40 + 15 - i) * 4096L, new byte[4096])).ToArray();
+        await store.ReadManyAsync(requests, new PageReadStatus[16], CancellationToken.None);
+        foreach (var r in requests)
+        {
+            AssertContent(nginx.Content, r.Offset, r.Destination.Span);
+        }
+
+        // Across the object's end (1 MiB + 3 KiB): 35,840 bytes in two answers, then zeros.
+        var tail = new byte[65536];
+        Assert.Equal(PageReadStatus.Data, await store.ReadAsync((1 << 20) - 32768, tail, CancellationToken.None));
+        AssertContent(nginx.Content, (1 << 20) - 32768, tail.AsSpan(0, 32768 + 3072));
+        Assert.True(tail.AsSpan(32768 + 3072).IndexOfAnyExcept((byte)0) < 0, "bytes past the end are not zero");
+        Assert.True(proxy.Injected > 0);
+    }
+
+    [Fact]
+    public async Task ShorterRangesWithResetsAndTruncatedBodiesGiveNoWrongByte()
+    {
+        // A failed answer is asked for again from where the last complete one ended, not from the read's start.
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port, seed: 11) { CapRangeBytes = 12_288 + 100, ResetRate = 0.15, TruncateRate = 0.15 };
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = new(20, TimeSpan.FromMilliseconds(1), TimeSpan.FromSeconds(5)) });
+        var random = new Random(5);
+        var reads = Enumerable.Range(0, 60).Select(async _ =>
+        {
+            long first = random.Next(0, (int)(nginx.Content.Length / 4096) + 1);
+            int pages = random.Next(1, 33);
+            var requests = Enumerable.Range(0, pages).Select(i => new PageReadRequest((first + i) * 4096L, new byte[4096])).ToArray();
+            var statuses = new PageReadStatus[pages];
+            await store.ReadManyAsync(requests, statuses, CancellationToken.None);
+            for (int i = 0; i < pages; i++)
+            {
+                long available = Math.Clamp(nginx.Content.Length - requests[i].Offset, 0, 4096);
+                if (statuses[i] == PageReadStatus.Data)
+                {
+                    AssertContent(nginx.Content, requests[i].Offset, requests[i].Destination.Span[..(int)available]);
+                }
+                Assert.True(requests[i].Destination.Span[(int)available..].IndexOfAnyExcept((byte)0) < 0);
+            }
+        }).ToArray();
+        await Task.WhenAll(reads);
+        Assert.True(store.Retries > 10, $"only {store.Retries} retries");
+    }
+
+    [Fact]
     public async Task ARedirectIsFollowedOnceThenItsTargetIsReadDirectly()
     {
         // A model hub's URL answers 302 to a signed CDN URL: one redirect when the store opens, not one per range.
@@ -565,6 +621,21 @@ public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3) : IClas
         using var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = 2L << 20, Store = store });
         TouchAll(region, nginx.Content, threads: 4);
         Assert.True(region.Statistics.PagesFilled > 0);
+    }
+
+    /// <summary>Through the pager, from a server that answers every range with at most 10,000 bytes (read-ahead asks
+    /// for 256 KiB runs): every fill is completed by further requests.</summary>
+    [Theory]
+    [InlineData(ArenaKind.Shmem)]
+    [InlineData(ArenaKind.Anonymous)]
+    public void HttpRegionFromAServerThatAnswersShorterRangesReadsEveryByte(ArenaKind arena)
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { CapRangeBytes = 10_000 };
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = 2L << 20, Store = PageStoreDescriptor.Http(proxy.UrlOf("content.bin")) });
+        TouchAll(region, nginx.Content, threads: 4);
+        Assert.True(proxy.Injected > 0, "no range was cut");
+        Assert.Equal(0, region.Statistics.Errors);
     }
 
     [Fact]

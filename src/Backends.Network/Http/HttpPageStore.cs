@@ -427,10 +427,13 @@ public sealed class HttpPageStore : RangedObjectStore
             }
             CheckEncoding(response);
             var range = response.Content.Headers.ContentRange;
-            if (range is not { HasRange: true, HasLength: true } || range.From != start || range.To != start + length - 1)
+            // The same start and no further than asked; a shorter range is allowed (RangedObjectStore asks for the
+            // rest): some servers and CDNs cap the bytes of one response.
+            if (range is not { HasRange: true, HasLength: true, From: long from, To: long to } || from != start || to < start || to > start + length - 1)
             {
                 throw new PageStoreException(PageStoreError.Changed, $"{Description}: asked for bytes {start}-{start + length - 1}, got Content-Range '{range}'");
             }
+            long carried = to - start + 1;
             if (range.Length != _length)
             {
                 throw new PageStoreException(PageStoreError.Changed, $"{Description}: the object is now {range.Length} bytes long, {_length} when it was opened");
@@ -443,12 +446,12 @@ public sealed class HttpPageStore : RangedObjectStore
             {
                 throw new PageStoreException(PageStoreError.Changed, $"{Description}: the object changed since it was opened (Last-Modified {now:R}, pinned {pinned:R})");
             }
-            if (response.Content.Headers.ContentLength is { } contentLength && contentLength != length)
+            if (response.Content.Headers.ContentLength is { } contentLength && contentLength != carried)
             {
-                throw new PageStoreException(PageStoreError.Changed, $"{Description}: Content-Length {contentLength} for a range of {length} bytes");
+                throw new PageStoreException(PageStoreError.Changed, $"{Description}: Content-Length {contentLength} for a range of {carried} bytes");
             }
             var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-            var body = new RangeBody(stream, new Owner(request, response));
+            var body = new RangeBody(stream, new Owner(request, response), carried);
             response = null;
             request = null;
             return body;

@@ -275,7 +275,7 @@ public sealed class S3PageStore : RangedObjectStore
             {
                 throw new PageStoreException(PageStoreError.Changed, $"{Description}: Content-Length {response.ContentLength} for a range of {length} bytes");
             }
-            return new RangeBody(response.ResponseStream, response);
+            return new RangeBody(response.ResponseStream, response, length);
         }
         catch
         {

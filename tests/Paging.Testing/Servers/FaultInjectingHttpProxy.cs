@@ -63,6 +63,10 @@ public sealed class FaultInjectingHttpProxy : IDisposable
     /// <summary>When set, every answer's ETag is replaced by this one (the object "changed").</summary>
     public string? ReplaceETag { get; set; }
 
+    /// <summary>When positive, a Range asking for more bytes is cut to its first this many before it goes upstream, so
+    /// the server answers 206 with a shorter Content-Range than asked (servers and CDNs that cap a range's size).</summary>
+    public long CapRangeBytes { get; set; }
+
     /// <summary>When set, answers lose their ETag (a server that pins by Last-Modified alone).</summary>
     public bool StripETag { get; set; }
 
@@ -172,6 +176,14 @@ public sealed class FaultInjectingHttpProxy : IDisposable
                 {
                     if (line.Length == 0 || (IgnoreRange && line.StartsWith("Range:", StringComparison.OrdinalIgnoreCase)))
                     {
+                        continue;
+                    }
+                    if (CapRangeBytes > 0 && line.StartsWith("Range: bytes=", StringComparison.OrdinalIgnoreCase) &&
+                        line["Range: bytes=".Length..].Split('-') is [var from, var to] &&
+                        long.TryParse(from, out long first) && long.TryParse(to, out long last) && last - first + 1 > CapRangeBytes)
+                    {
+                        Interlocked.Increment(ref _injected);
+                        request.Append("Range: bytes=").Append(first).Append('-').Append(first + CapRangeBytes - 1).Append("\r\n");
                         continue;
                     }
                     request.Append(line).Append("\r\n");
