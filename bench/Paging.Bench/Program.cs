@@ -13,7 +13,7 @@ internal static unsafe class Program
         {
             return Dispatch(args);
         }
-        catch (Exception e) when (e is PagingException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is PagingException or IOException or UnauthorizedAccessException or Paging.Testing.Servers.LocalServerException)
         {
             // What a user gets wrong (a missing or unreadable file, a corrupt checkpoint, a store that cannot open):
             // one line that says what, not a stack trace.

@@ -24,8 +24,10 @@ public static class LocalServers
     /// <summary>The s3rver launcher script.</summary>
     public static string S3rver => s_s3rver.Value;
 
-    /// <summary>The repository root (the folder holding Paging.sln).</summary>
-    public static string RepositoryRoot
+    /// <summary>Where s3rver is installed: the repository's <c>.servers</c> folder when this runs from a build inside
+    /// the repository (as the tests and the harness do, and where .ci/run installs it), else
+    /// <c>$XDG_CACHE_HOME/paging-servers</c> (or <c>~/.cache/paging-servers</c>) for a harness copied elsewhere.</summary>
+    public static string ServersFolder
     {
         get
         {
@@ -33,10 +35,13 @@ public static class LocalServers
             {
                 if (File.Exists(Path.Combine(dir.FullName, "Paging.sln")))
                 {
-                    return dir.FullName;
+                    return Path.Combine(dir.FullName, ".servers");
                 }
             }
-            throw new InvalidOperationException($"Paging.sln not found above {AppContext.BaseDirectory}");
+            string cache = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg
+                ? xdg
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+            return Path.Combine(cache, "paging-servers");
         }
     }
 
@@ -55,19 +60,19 @@ public static class LocalServers
             Run("apt-get", "update -qq", TimeSpan.FromMinutes(5), "apt-get update");
             Run("apt-get", "install -y -qq nginx", TimeSpan.FromMinutes(5), "install nginx (apt-get install nginx)");
         }
-        return File.Exists("/usr/sbin/nginx") ? "/usr/sbin/nginx" : throw new InvalidOperationException("nginx is not installed: apt-get install nginx (.ci/run does)");
+        return File.Exists("/usr/sbin/nginx") ? "/usr/sbin/nginx" : throw new LocalServerException("nginx is not installed: apt-get install nginx (.ci/run does)");
     }
 
     private static string FindOrInstallS3rver()
     {
-        var prefix = Path.Combine(RepositoryRoot, ".servers");
+        var prefix = ServersFolder;
         var script = Path.Combine(prefix, "node_modules", "s3rver", "bin", "s3rver.js");
         if (!File.Exists(script))
         {
             Run("npm", $"install --prefix \"{prefix}\" --no-audit --no-fund --silent s3rver@{S3rverVersion}", TimeSpan.FromMinutes(5),
-                $"install s3rver (npm install --prefix .servers s3rver@{S3rverVersion}; .ci/run does)");
+                $"install s3rver (npm install --prefix {prefix} s3rver@{S3rverVersion}; .ci/run does)");
         }
-        return File.Exists(script) ? script : throw new InvalidOperationException($"s3rver is not installed in {prefix}: npm install --prefix .servers s3rver@{S3rverVersion}");
+        return File.Exists(script) ? script : throw new LocalServerException($"s3rver is not installed in {prefix}: npm install --prefix {prefix} s3rver@{S3rverVersion}");
     }
 
     private static void Run(string file, string arguments, TimeSpan timeout, string what, bool allowFailure = false)
@@ -81,7 +86,7 @@ public static class LocalServers
         }
         catch (System.ComponentModel.Win32Exception e)
         {
-            throw new InvalidOperationException($"cannot {what}: {file} is not available ({e.Message})", e);
+            throw new LocalServerException($"cannot {what}: {file} is not available ({e.Message})", e);
         }
         using (process)
         {
@@ -90,11 +95,11 @@ public static class LocalServers
             if (!process.WaitForExit(timeout))
             {
                 process.Kill(entireProcessTree: true);
-                throw new InvalidOperationException($"cannot {what}: '{file} {arguments}' did not finish in {timeout.TotalMinutes:0} min");
+                throw new LocalServerException($"cannot {what}: '{file} {arguments}' did not finish in {timeout.TotalMinutes:0} min");
             }
             if (process.ExitCode != 0 && !allowFailure)
             {
-                throw new InvalidOperationException($"cannot {what}: '{file} {arguments}' exited with {process.ExitCode}: {error.Result}{output.Result}");
+                throw new LocalServerException($"cannot {what}: '{file} {arguments}' exited with {process.ExitCode}: {error.Result}{output.Result}");
             }
         }
     }
@@ -199,5 +204,19 @@ public static class LocalServers
             }
         }
         return false;
+    }
+}
+
+/// <summary>A local server (nginx, s3rver) could not be installed or started: what failed and what to run.</summary>
+public sealed class LocalServerException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public LocalServerException(string message) : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with its cause.</summary>
+    public LocalServerException(string message, Exception inner) : base(message, inner)
+    {
     }
 }

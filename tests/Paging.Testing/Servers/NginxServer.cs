@@ -43,7 +43,7 @@ public sealed class NginxServer : IDisposable
 
     /// <summary>The https:// URL of a file in <see cref="Root"/> (HTTP/2 over TLS).</summary>
     public Uri HttpsUrlOf(string name) => TlsPort == 0
-        ? throw new InvalidOperationException("no HTTPS listener: openssl was not found to make its certificate")
+        ? throw new LocalServerException("no HTTPS listener: openssl was not found to make its certificate")
         : new($"https://127.0.0.1:{TlsPort}/{name}");
 
     private static readonly string[] OpensslPaths = ["/usr/bin/openssl", "/bin/openssl", "/usr/local/bin/openssl"];
@@ -66,7 +66,7 @@ public sealed class NginxServer : IDisposable
         using var process = Process.Start(psi)!;
         string errors = process.StandardError.ReadToEnd();
         process.WaitForExit();
-        return process.ExitCode == 0 ? cert : throw new InvalidOperationException($"openssl could not make a certificate: {errors}");
+        return process.ExitCode == 0 ? cert : throw new LocalServerException($"openssl could not make a certificate: {errors}");
     }
 
     /// <summary>Starts nginx over a new empty folder (or <paramref name="root"/>).</summary>
@@ -135,7 +135,7 @@ public sealed class NginxServer : IDisposable
             process.Dispose();
             if (attempt == 3)
             {
-                throw new InvalidOperationException($"nginx did not start on 127.0.0.1:{port}: {log}");
+                throw new LocalServerException($"nginx did not start on 127.0.0.1:{port}: {log}");
             }
         }
     }

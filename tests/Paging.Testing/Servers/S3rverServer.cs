@@ -76,7 +76,7 @@ public sealed partial class S3rverServer : IDisposable
             process.Dispose();
             lock (output)
             {
-                throw new InvalidOperationException($"s3rver did not start: {output}");
+                throw new LocalServerException($"s3rver did not start: {output}");
             }
         }
         return new S3rverServer(process, directory, port.Task.Result, bucket);
