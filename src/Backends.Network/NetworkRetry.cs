@@ -49,6 +49,16 @@ public sealed record NetworkRetry(int Attempts, TimeSpan BaseDelay, TimeSpan Att
         TimeSpan.FromMilliseconds(context.GetInt64(Settings.BaseDelayMilliseconds, (long)Default.BaseDelay.TotalMilliseconds, min: 0, max: 60_000)),
         TimeSpan.FromMilliseconds(context.GetInt64(Settings.AttemptTimeoutMilliseconds, (long)Default.AttemptTimeout.TotalMilliseconds, min: 1, max: 3_600_000)));
 
+    /// <summary>The wait before attempt <paramref name="attempt"/> + 1 after a failure whose server asked for
+    /// <paramref name="retryAfter"/> (HTTP Retry-After): the longer of that and the backoff, but at most
+    /// <see cref="AttemptTimeout"/> — a server that asks for minutes is tried again sooner rather than leaving the
+    /// faulting threads to the region's read deadline without another attempt.</summary>
+    internal TimeSpan Delay(int attempt, TimeSpan? retryAfter)
+    {
+        var backoff = Backoff(attempt);
+        return retryAfter is { } asked && asked > backoff ? (asked < AttemptTimeout ? asked : AttemptTimeout) : backoff;
+    }
+
     /// <summary>The wait before attempt <paramref name="attempt"/> + 1 (attempt counts from 1).</summary>
     internal TimeSpan Backoff(int attempt)
     {

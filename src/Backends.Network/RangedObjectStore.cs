@@ -256,7 +256,7 @@ public abstract class RangedObjectStore : IPageStore
             }
             Interlocked.Increment(ref _retries);
             NetworkMetrics.Retries.Add(1, MetricsTag);
-            await Task.Delay(Retry.Backoff(attempt), cancellationToken).ConfigureAwait(false);
+            await Task.Delay(Retry.Delay(attempt, (failure as PageStoreException)?.RetryAfter), cancellationToken).ConfigureAwait(false);
         }
     }
 

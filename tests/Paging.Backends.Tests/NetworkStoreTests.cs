@@ -210,6 +210,29 @@ public sealed class HttpStoreTests(NginxFixture nginx) : IClassFixture<NginxFixt
     }
 
     [Fact]
+    public async Task RetryAfterIsHonouredUpToTheAttemptTimeout()
+    {
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { RetryAfterSeconds = 1 };
+        using var store = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = Quick }); // backoff ≤ 5 ms
+        var buffer = new byte[4096];
+        proxy.FailNext(1);
+        var watch = Stopwatch.StartNew();
+        Assert.Equal(PageReadStatus.Data, await store.ReadAsync(4096, buffer, CancellationToken.None));
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(950), $"retried after {watch.ElapsedMilliseconds} ms, asked to wait 1 s");
+        AssertContent(nginx.Content, 4096, buffer);
+        Assert.Equal(1, store.Retries);
+
+        // An hour is not waited: at most the attempt timeout (1 s here) before the next attempt.
+        using var impatient = new HttpPageStore(proxy.UrlOf("content.bin"), new HttpStoreOptions { Retry = new(4, TimeSpan.FromMilliseconds(5), TimeSpan.FromSeconds(1)) });
+        proxy.RetryAfterSeconds = 3600;
+        proxy.FailNext(1);
+        watch.Restart();
+        Assert.Equal(PageReadStatus.Data, await impatient.ReadAsync(8192, buffer, CancellationToken.None));
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(950) && watch.Elapsed < TimeSpan.FromSeconds(10), $"{watch.ElapsedMilliseconds} ms");
+        AssertContent(nginx.Content, 8192, buffer);
+    }
+
+    [Fact]
     public async Task AServerThatAlwaysFailsIsAnIoErrorAfterTheRetries()
     {
         using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port);

@@ -156,4 +156,8 @@ public sealed class PageStoreException : PagingException
 
     /// <summary>True for errors worth retrying (<see cref="PageStoreError.Io"/>).</summary>
     public bool IsTransient => Error == PageStoreError.Io;
+
+    /// <summary>How long the source asked to be left alone before the next attempt, when it said (HTTP
+    /// <c>Retry-After</c> on a 429 or 503); null when it did not.</summary>
+    public TimeSpan? RetryAfter { get; init; }
 }

@@ -331,7 +331,7 @@ public sealed class HttpPageStore : RangedObjectStore
                         throw new PageStoreException(PageStoreError.Configuration,
                             $"{Description}: the server ignores Range requests (200 with the whole body for bytes=0-0); Paging reads pages with range requests and needs a server that answers them with 206 (Accept-Ranges: bytes)");
                     default:
-                        failure = StatusError(response.StatusCode, "opening the object");
+                        failure = StatusError(response, "opening the object");
                         if (failure is PageStoreException { IsTransient: false })
                         {
                             throw failure;
@@ -358,7 +358,7 @@ public sealed class HttpPageStore : RangedObjectStore
             {
                 throw new PageStoreException(PageStoreError.Io, $"{Description}: could not open the object after {attempt} attempt(s); last: {failure.Message}", failure);
             }
-            Thread.Sleep(Retry.Backoff(attempt));
+            Thread.Sleep(Retry.Delay(attempt, (failure as PageStoreException)?.RetryAfter));
         }
     }
 
@@ -374,10 +374,11 @@ public sealed class HttpPageStore : RangedObjectStore
         }
     }
 
-    private PageStoreException StatusError(HttpStatusCode status, string what)
+    private PageStoreException StatusError(HttpResponseMessage response, string what)
     {
+        var status = response.StatusCode;
         int code = (int)status;
-        return status switch
+        var error = status switch
         {
             HttpStatusCode.NotFound or HttpStatusCode.Gone => new PageStoreException(PageStoreError.Configuration, $"{Description}: not found ({code}) {what}"),
             HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden => new PageStoreException(PageStoreError.Configuration,
@@ -390,7 +391,18 @@ public sealed class HttpPageStore : RangedObjectStore
             _ when code >= 500 => new PageStoreException(PageStoreError.Io, $"{Description}: server error {code} {what}"),
             _ => new PageStoreException(PageStoreError.Configuration, $"{Description}: unexpected status {code} {status} {what}"),
         };
+        return error.IsTransient && RetryAfter(response) is { } wait
+            ? new PageStoreException(error.Error, $"{error.Message} (Retry-After {wait.TotalSeconds:0.###} s)") { RetryAfter = wait }
+            : error;
     }
+
+    /// <summary>The server's Retry-After (seconds, or a date), if it sent one that parses.</summary>
+    private static TimeSpan? RetryAfter(HttpResponseMessage response) => response.Headers.RetryAfter switch
+    {
+        { Delta: { } delta } => delta,
+        { Date: { } date } => date - DateTimeOffset.UtcNow is var wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
+        _ => null,
+    };
 
     /// <inheritdoc />
     protected override async ValueTask<RangeBody> OpenRangeAsync(long start, long length, CancellationToken cancellationToken)
@@ -423,7 +435,7 @@ public sealed class HttpPageStore : RangedObjectStore
             }
             if (response.StatusCode != HttpStatusCode.PartialContent)
             {
-                throw StatusError(response.StatusCode, what);
+                throw StatusError(response, what);
             }
             CheckEncoding(response);
             var range = response.Content.Headers.ContentRange;

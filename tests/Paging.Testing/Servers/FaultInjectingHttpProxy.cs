@@ -67,6 +67,9 @@ public sealed class FaultInjectingHttpProxy : IDisposable
     /// the server answers 206 with a shorter Content-Range than asked (servers and CDNs that cap a range's size).</summary>
     public long CapRangeBytes { get; set; }
 
+    /// <summary>The Retry-After (seconds) of the 503s it injects; 0 by default.</summary>
+    public int RetryAfterSeconds { get; set; }
+
     /// <summary>When set, answers lose their ETag (a server that pins by Last-Modified alone).</summary>
     public bool StripETag { get; set; }
 
@@ -162,7 +165,7 @@ public sealed class FaultInjectingHttpProxy : IDisposable
                 if (Interlocked.Decrement(ref _failFirst) >= 0 || (ServerErrorRate > 0 && Next() < ServerErrorRate))
                 {
                     Interlocked.Increment(ref _injected);
-                    var answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 0\r\n\r\n"u8.ToArray();
+                    var answer = Encoding.ASCII.GetBytes($"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: {RetryAfterSeconds}\r\n\r\n");
                     await clientStream.WriteAsync(answer, _stop.Token).ConfigureAwait(false);
                     continue;
                 }
