@@ -45,6 +45,24 @@ public sealed class ReadAheadLogicTests
     }
 
     [Fact]
+    public void UnderABudgetTheWindowIsAtMostAnEighthOfIt()
+    {
+        var auto = ReadAheadPolicy.For(readAhead: true, faultAroundBytes: 64 * 1024, maxReadAheadBytes: 0, streamAll: false, pageSize: 4096);
+        // 6 MiB budget = 1536 pages: 192-page windows, for a network store (16 MiB automatic) and a file (4 MiB).
+        Assert.Equal(192, auto.ForStore(4096, asynchronous: true, budgetPages: 1536).MaxWindowPages);
+        Assert.Equal(192, auto.ForStore(4096, asynchronous: false, budgetPages: 1536).MaxWindowPages);
+        // A pinned window too: a window near the budget's size evicts its own pages before they are read.
+        var pinned = ReadAheadPolicy.For(true, 64 * 1024, maxReadAheadBytes: 64 << 20, false, 4096);
+        Assert.Equal(192, pinned.ForStore(4096, asynchronous: true, budgetPages: 1536).MaxWindowPages);
+        // A large budget leaves the window alone (1 GiB: 32 MiB > 16 MiB); no budget, as before.
+        Assert.Equal(4096, auto.ForStore(4096, asynchronous: true, budgetPages: 262_144).MaxWindowPages);
+        Assert.Equal(4096, auto.ForStore(4096, asynchronous: true, budgetPages: 0).MaxWindowPages);
+        // Huge pages: the budget wins over the 8-page network minimum (16 huge pages of budget: 2), never below one page.
+        Assert.Equal(2, auto.ForStore(2 << 20, asynchronous: true, budgetPages: 16).MaxWindowPages);
+        Assert.Equal(1, auto.ForStore(2 << 20, asynchronous: true, budgetPages: 4).MaxWindowPages);
+    }
+
+    [Fact]
     public void RandomFaultsNeverReadAheadAndAFaultInsideAWindowIsLate()
     {
         var t = new StreamTracker();

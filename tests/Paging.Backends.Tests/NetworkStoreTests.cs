@@ -606,7 +606,7 @@ public sealed class S3StoreTests(S3Fixture s3) : IClassFixture<S3Fixture>
 }
 
 /// <summary>A region whose pages come from nginx and from s3rver through the pager process: every byte checked.</summary>
-public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3) : IClassFixture<NginxFixture>, IClassFixture<S3Fixture>
+public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<NginxFixture>, IClassFixture<S3Fixture>
 {
     private static unsafe void TouchAll(Region region, TempFile file, int threads)
     {
@@ -659,6 +659,56 @@ public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3) : IClas
         TouchAll(region, nginx.Content, threads: 4);
         Assert.True(proxy.Injected > 0, "no range was cut");
         Assert.Equal(0, region.Statistics.Errors);
+    }
+
+    /// <summary>A checkpoint larger than its memory budget, over HTTP: cold pages are dropped and fetched again from
+    /// the server when touched again (nothing to write back: the region is read-only), every byte checked.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnHttpRegionOverItsBudgetEvictsAndRefetches(bool readOnly)
+    {
+        const long length = 24L << 20, budget = 6L << 20;
+        using var file = TestData.CreateFile(length, seed: 52, directory: nginx.Server.Root, name: $"budget-{readOnly}.bin");
+        using var runtime = PagingRuntime.Start();
+        using var region = runtime.CreateRegion(new RegionOptions
+        {
+            Arena = ArenaKind.Shmem, Length = length, Store = PageStoreDescriptor.Http(nginx.Server.UrlOf($"budget-{readOnly}.bin")),
+            MemoryBudget = budget, ReadOnly = readOnly,
+        });
+        string? failure = null;
+        long touches = 0, pages = length / 4096;
+        var deadline = Environment.TickCount64 + 3000;
+        var workers = Enumerable.Range(0, 4).Select(t => new Thread(() =>
+        {
+            var rng = new Random(t + 5);
+            while (Environment.TickCount64 < deadline && Volatile.Read(ref failure) is null)
+            {
+                // Half sequential runs (read-ahead fetches ahead of the budget), half random pages.
+                long first = rng.NextInt64(pages), count = rng.Next(2) == 0 ? 1 : Math.Min(64, pages - first);
+                for (long p = first; p < first + count; p++)
+                {
+                    long bad = TestData.FirstMismatch(region.AsReadOnlySpan(p * 4096, 4096), p * 4096, file.Length, file.Seed);
+                    if (bad >= 0)
+                    {
+                        Interlocked.CompareExchange(ref failure, $"thread {t}: wrong byte at offset {p * 4096 + bad}", null);
+                    }
+                    Interlocked.Increment(ref touches);
+                }
+            }
+        }) { IsBackground = true }).ToList();
+        workers.ForEach(w => w.Start());
+        // A fault that never resolves fails the test here instead of hanging the run.
+        Assert.True(workers.All(w => w.Join(TimeSpan.FromSeconds(60))), "touching threads still blocked after 60 s");
+        Assert.True(failure is null, failure);
+        var stats = region.Statistics;
+        output.WriteLine($"{touches} touches; {stats}");
+        Assert.True(stats.PagesEvicted > 0, $"nothing was evicted: {stats}");
+        Assert.True(stats.PeakResidentPages * 4096 <= budget + (1 << 20), $"peak resident {stats.PeakResidentPages * 4096 >> 20} MiB over the {budget >> 20} MiB budget ({stats})");
+        Assert.True(stats.PagesFilled * 4096 > length, $"{stats.PagesFilled} pages filled: nothing fetched twice ({stats})");
+        Assert.Equal(0, stats.Errors);
+        Assert.Equal(0, stats.PagesWrittenBack);
+        Assert.True(touches > 1000, $"only {touches} touches");
     }
 
     [Fact]

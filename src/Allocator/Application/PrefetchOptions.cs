@@ -31,7 +31,8 @@ public sealed class PrefetchOptions
     /// when streams stop early (a loader of tensors, a scan that ends), where a window runs past the end: 10% of a
     /// checkpoint's tensors over HTTP read 614 MiB with 16 MiB windows against 396 MiB with 4 MiB, for ~299 MiB touched
     /// (docs/BENCHMARKS.md §29). Hugetlbfs arenas read at least 4 huge pages ahead (8 MiB), 8 (16 MiB) for a network,
-    /// whatever is set.</summary>
+    /// whatever is set. Under a <see cref="RegionOptions.MemoryBudget"/> the window is at most an eighth of the budget,
+    /// whatever is set (pages read ahead count against it before they are read).</summary>
     public int MaxReadAheadBytes
     {
         get;

@@ -255,6 +255,7 @@ internal sealed unsafe partial class FaultEngine
         private void Finish(long allocatedBefore)
         {
             var r = _fill.Region;
+            r.AddPending(-_fill.Count); // after Map: its pages are counted as resident now (or were never mapped)
             _timeoutRegistration.Dispose();
             _engine.ReleaseClaims(r, _fill.First, _fill.Count);
             if (_wakeMarker)

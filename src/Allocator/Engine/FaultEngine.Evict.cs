@@ -73,14 +73,14 @@ internal sealed unsafe partial class FaultEngine
         long total = 0;
         foreach (var r in regions)
         {
-            total += r.ResidentPages << r.PageShift;
+            total += r.CommittedPages << r.PageShift;
         }
         return total;
     }
 
     private bool OverBudget(ServedRegion r, long pages)
     {
-        if (r.BudgetPages > 0 && r.ResidentPages + pages > r.BudgetPages)
+        if (r.BudgetPages > 0 && r.CommittedPages + pages > r.BudgetPages)
         {
             return true;
         }
@@ -95,7 +95,7 @@ internal sealed unsafe partial class FaultEngine
         {
             return;
         }
-        if (r.BudgetPages > 0 ? r.ResidentPages + pages > High(r.BudgetPages) : TotalResidentBytes(Volatile.Read(ref _regions)) > High(_runtimeBudgetBytes))
+        if (r.BudgetPages > 0 ? r.CommittedPages + pages > High(r.BudgetPages) : TotalResidentBytes(Volatile.Read(ref _regions)) > High(_runtimeBudgetBytes))
         {
             _evictSignal.Set();
         }
@@ -158,11 +158,12 @@ internal sealed unsafe partial class FaultEngine
         var regions = Volatile.Read(ref _regions);
         foreach (var r in regions)
         {
-            if (r.Cold is not null && r.BudgetPages > 0 && r.ResidentPages > High(r.BudgetPages) && r.TryEnter())
+            if (r.Cold is not null && r.BudgetPages > 0 && r.CommittedPages > High(r.BudgetPages) && r.TryEnter())
             {
                 try
                 {
-                    evicted += EvictFrom(r, r.ResidentPages - Low(r.BudgetPages), s);
+                    // Room for the pages on their way too (asynchronous fills in flight), or they land over the budget.
+                    evicted += EvictFrom(r, Math.Min(r.ResidentPages, r.CommittedPages - Low(r.BudgetPages)), s);
                 }
                 finally
                 {

@@ -24,6 +24,7 @@ internal sealed unsafe partial class FaultEngine
         WaitForRoom(r, f.Count);
         if (r.IsAsync)
         {
+            r.AddPending(f.Count); // until Finish: mapped (resident) or failed
             StartAsync(f);
             long started = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
             if (started != 0)

@@ -34,7 +34,7 @@ internal sealed unsafe class ServedRegion : IDisposable
             // hugetlbfs and anonymous clocks have no referenced bitmap. Only PagedFile asks (shmem, file store).
             throw new PagerException($"caller fills need a shmem arena and a synchronous store (region {id}: {kind}, store {storeName})");
         }
-        Policy = policy.ForStore(pageSize, IsAsync);
+        Policy = policy.ForStore(pageSize, IsAsync, BudgetPages);
         Pages = (long)(length / (ulong)pageSize);
         Id = id;
         Kind = kind;
@@ -143,6 +143,17 @@ internal sealed unsafe class ServedRegion : IDisposable
     public long Hand { get; set; }
 
     public long ResidentPages => Control.Read(RegionStat.ResidentPages);
+
+    private long _pendingPages;
+
+    /// <summary>Pages of asynchronous fills started (or queued for a slot) and not yet mapped: they will be resident
+    /// without another budget check, so the budget counts them (<see cref="CommittedPages"/>).</summary>
+    public long PendingPages => Volatile.Read(ref _pendingPages);
+
+    /// <summary>Resident pages and pages on their way (<see cref="PendingPages"/>): what a budget is held to.</summary>
+    public long CommittedPages => ResidentPages + PendingPages;
+
+    public void AddPending(long pages) => Interlocked.Add(ref _pendingPages, pages);
 
     /// <summary>The store completes reads later: fills are started with ReadAsync and resolved by whichever thread
     /// completes them.</summary>

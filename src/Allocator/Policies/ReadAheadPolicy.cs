@@ -26,7 +26,13 @@ internal readonly record struct ReadAheadPolicy(bool ReadAhead, long BlockPages,
     /// (docs/BENCHMARKS.md §16); it had been off for them since a measurement with the engine of that time found it
     /// slower. Asynchronous: one 2 MiB request per fault, one after another, left a network store at half the link
     /// (§7).</summary>
-    public ReadAheadPolicy ForStore(int pageSize, bool asynchronous)
+    /// <param name="pageSize">The arena's page size.</param>
+    /// <param name="asynchronous">The store completes reads later (a network store).</param>
+    /// <param name="budgetPages">The region's memory budget in pages; 0 for none. A window is then at most
+    /// 1/<see cref="BudgetShare"/> of it, automatic or pinned, huge pages or not: pages read ahead count against the
+    /// budget before they are touched, and a window near the budget's size evicts its own pages before the reader gets
+    /// to them.</param>
+    public ReadAheadPolicy ForStore(int pageSize, bool asynchronous, long budgetPages = 0)
     {
         long window = MaxWindowPages > 0 ? MaxWindowPages : Math.Max(1, (asynchronous ? AsyncWindowBytes : DefaultWindowBytes) / pageSize);
         if (pageSize > 64 * 1024)
@@ -35,8 +41,19 @@ internal readonly record struct ReadAheadPolicy(bool ReadAhead, long BlockPages,
             // requests, too few in flight to keep a link busy.
             window = Math.Max(window, asynchronous ? 8 : 4);
         }
+        if (budgetPages > 0)
+        {
+            window = Math.Clamp(budgetPages / BudgetShare, 1, window);
+        }
         return this with { MaxWindowPages = window };
     }
+
+    /// <summary>A window is at most 1/8 of a region's memory budget: room for the windows of several streams (up to 8
+    /// per region) and the pages their readers hold. A 24 MiB object over HTTP behind a 6 MiB budget (1,536 pages),
+    /// touched by four threads for 3 s in random pages and 64-page runs: with 16 MiB windows the peak was 2,095–2,395
+    /// pages; with 768 KiB windows (this cap) 1,949–1,961; with in-flight reads also counted against the budget, 1,536
+    /// (NetworkRegionTests.AnHttpRegionOverItsBudgetEvictsAndRefetches, docs/BUFFER-POOL.md).</summary>
+    public const long BudgetShare = 8;
 
     /// <summary>The automatic window of a synchronous store: 4 MiB, the window of every figure for local stores in
     /// docs/BENCHMARKS.md before it became automatic, and a bounded overshoot for a stream that stops (a tensor, a
