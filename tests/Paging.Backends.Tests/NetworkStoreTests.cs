@@ -646,14 +646,14 @@ public sealed class NetworkRegionTests(NginxFixture nginx, S3Fixture s3, Xunit.A
         Assert.True(region.Statistics.PagesFilled > 0);
     }
 
-    /// <summary>Through the pager, from a server that answers every range with at most 10,000 bytes (read-ahead asks
-    /// for 256 KiB runs): every fill is completed by further requests.</summary>
+    /// <summary>Through the pager, from a server that answers every range with at most 3,000 bytes, less than a page:
+    /// every fill, whatever its size, is completed by further requests.</summary>
     [Theory]
     [InlineData(ArenaKind.Shmem)]
     [InlineData(ArenaKind.Anonymous)]
     public void HttpRegionFromAServerThatAnswersShorterRangesReadsEveryByte(ArenaKind arena)
     {
-        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { CapRangeBytes = 10_000 };
+        using var proxy = new FaultInjectingHttpProxy(nginx.Server.Port) { CapRangeBytes = 3_000 };
         using var runtime = PagingRuntime.Start();
         using var region = runtime.CreateRegion(new RegionOptions { Arena = arena, Length = 2L << 20, Store = PageStoreDescriptor.Http(proxy.UrlOf("content.bin")) });
         TouchAll(region, nginx.Content, threads: 4);
